@@ -1,0 +1,36 @@
+# pokecard: `make run` (install + pipeline on params/quick.yaml) and `make test` (install + nbdev-test + pytest).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PARAMS ?= params/quick.yaml
+
+.PHONY: install run test nbtest pytest check-sync clean-outputs
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/pokecard run $(PARAMS)
+
+nbtest: install
+	$(BIN)/nbdev-test --n-workers 2
+
+pytest: install
+	$(BIN)/pytest
+
+test: nbtest pytest
+
+# CI: the notebooks and the generated modules must agree (nbdev-export and nbdev-clean change nothing).
+check-sync: install
+	@before=$$(git status --porcelain -- nbs pokecard | md5sum; git diff -- nbs pokecard | md5sum); \
+	$(BIN)/nbdev-export && $(BIN)/nbdev-clean; \
+	after=$$(git status --porcelain -- nbs pokecard | md5sum; git diff -- nbs pokecard | md5sum); \
+	if [ "$$before" != "$$after" ]; then echo "nbdev-export/nbdev-clean changed files: run them and commit"; git status --short -- nbs pokecard; exit 1; fi; \
+	echo "notebooks and modules in sync"

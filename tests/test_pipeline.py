@@ -1,0 +1,99 @@
+"The runner end to end on toy stage notebooks in a temporary project."
+import os, subprocess, sys, textwrap
+from pathlib import Path
+import nbformat, pytest
+from pokecard.pipeline import run_pipeline, format_results
+
+PARAMS_CELL = 'run = "ci"  # run name\nseed = 0  # seed\nextends = ""  # base params file\ndata = {}  # 01_data params\nteacher = {}  # 02_teacher params'
+
+def toy_notebook(path: Path, body: str):
+    "A stage notebook: a tagged parameters cell, then `body`."
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(PARAMS_CELL); params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(textwrap.dedent(body))]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
+    nbformat.write(nb, path)
+
+DATA_BODY = """
+from pokecard.pipeline import notebook_experiment
+from pokecard.core import stage_dir, write_manifest, atomic_write_text
+P = notebook_experiment(run=run, seed=seed, extends=extends, data=data)
+out = atomic_write_text(stage_dir(P, "01_data")/"catalog.csv", f"card_id\\n" + "\\n".join(f"c-{i}" for i in range(P.data.n_cards)))
+write_manifest(P, "01_data", outputs=[out], metrics={"n_cards": P.data.n_cards})
+"""
+TEACHER_BODY = """
+from pokecard.pipeline import notebook_experiment
+from pokecard.core import stage_dir, write_manifest, atomic_write_text
+P = notebook_experiment(run=run, seed=seed, extends=extends, data=data, teacher=teacher)
+if P.teacher.batch_size == 13: raise ValueError("unlucky batch size 13")
+catalog = stage_dir(P, "01_data")/"catalog.csv"
+rows = len(catalog.read_text().splitlines()) - 1
+out = atomic_write_text(stage_dir(P, "02_teacher")/"report.txt", str(rows))
+write_manifest(P, "02_teacher", inputs=[catalog], outputs=[out], metrics={"teacher_top1": 0.5})
+"""
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    (tmp_path/"settings.ini").write_text("[site]\noutputs_root = outputs\ndevice = cpu\n")
+    (tmp_path/"nbs").mkdir(); (tmp_path/"params").mkdir()
+    toy_notebook(tmp_path/"nbs/01_data.ipynb", DATA_BODY)
+    toy_notebook(tmp_path/"nbs/02_teacher.ipynb", TEACHER_BODY)
+    (tmp_path/"params/toy.yaml").write_text("run: toy\ndata:\n  n_cards: 5\n")
+    monkeypatch.setenv("POKECARD_ROOT", str(tmp_path))
+    monkeypatch.delenv("POKECARD_OUTPUTS_ROOT", raising=False)
+    return tmp_path
+
+def statuses(results): return {r.stage: r.status for r in results}
+
+def test_runs_in_order_then_up_to_date_then_force(project):
+    lines = []
+    results = run_pipeline(project/"params/toy.yaml", echo=lines.append)
+    assert [r.stage for r in results][:2] == ["01_data", "02_teacher"]
+    assert statuses(results)["01_data"] == "ran" and statuses(results)["02_teacher"] == "ran"
+    assert all(s == "not implemented" for st, s in statuses(results).items() if st not in ("01_data", "02_teacher"))
+    assert (project/"outputs/toy/02_teacher/report.txt").read_text() == "5"  # 02 read what 01 wrote
+    assert (project/"outputs/toy/notebooks/01_data.ipynb").is_file()
+    assert "n_cards=5" in format_results(results)
+    again = run_pipeline(project/"params/toy.yaml", echo=lines.append)
+    assert statuses(again)["01_data"] == "up to date" and statuses(again)["02_teacher"] == "up to date"
+    assert "teacher_top1=0.5" in format_results(again)
+    forced = run_pipeline(project/"params/toy.yaml", stages="02", force=True, echo=lines.append)
+    assert [(r.stage, r.status) for r in forced] == [("02_teacher", "ran")]
+
+def test_upstream_change_reruns_downstream(project):
+    run_pipeline(project/"params/toy.yaml", echo=lambda s: None)
+    (project/"params/toy.yaml").write_text("run: toy\ndata:\n  n_cards: 7\n")
+    results = run_pipeline(project/"params/toy.yaml", echo=lambda s: None)
+    assert statuses(results)["01_data"] == "ran" and statuses(results)["02_teacher"] == "ran"
+    assert (project/"outputs/toy/02_teacher/report.txt").read_text() == "7"
+    # a downstream-only change leaves 01 alone
+    (project/"params/toy.yaml").write_text("run: toy\ndata:\n  n_cards: 7\nteacher:\n  batch_size: 8\n")
+    results = run_pipeline(project/"params/toy.yaml", echo=lambda s: None)
+    assert statuses(results)["01_data"] == "up to date" and statuses(results)["02_teacher"] == "ran"
+
+def test_tampered_output_reruns(project):
+    run_pipeline(project/"params/toy.yaml", echo=lambda s: None)
+    (project/"outputs/toy/01_data/catalog.csv").write_text("card_id\n")
+    assert statuses(run_pipeline(project/"params/toy.yaml", stages="01", echo=lambda s: None))["01_data"] == "ran"
+
+def test_failure_stops_and_names_error_and_notebook(project):
+    (project/"params/bad.yaml").write_text("run: bad\nteacher:\n  batch_size: 13\n")
+    lines = []
+    results = run_pipeline(project/"params/bad.yaml", echo=lines.append)
+    st = statuses(results)
+    assert st["01_data"] == "ran" and st["02_teacher"] == "failed" and st["03_distill"] == "skipped"
+    failure = next(r for r in results if r.status == "failed")
+    assert "ValueError: unlucky batch size 13" in failure.detail
+    assert str(project/"outputs/bad/notebooks/02_teacher.ipynb") in failure.detail
+    assert any("unlucky batch size 13" in line for line in lines)
+
+def test_cli_prints_table_and_fails_cleanly(project):
+    env = {**os.environ, "POKECARD_ROOT": str(project)}
+    cli = [str(Path(sys.executable).parent/"pokecard")]
+    ok = subprocess.run(cli + ["run", "params/toy.yaml", "--stages", "01"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert "01_data" in ok.stdout and "ran" in ok.stdout
+    again = subprocess.run(cli + ["run", "params/toy.yaml", "--stages", "01"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert "up to date" in again.stdout
+    bad = subprocess.run(cli + ["run", "params/nope.yaml"], cwd=project, env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "not found" in bad.stderr
