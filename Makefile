@@ -19,8 +19,11 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/pokecard run $(PARAMS)
 
+# Library notebooks (00a_images, 01a_forge, ...) run in parallel; stage notebooks (01_data ... 09_bench) share the
+# outputs/ci run folder and build on each other, so they run in order, one at a time.
 nbtest: install
-	$(BIN)/nbdev-test --n-workers 2
+	$(BIN)/nbdev-test --n-workers 2 --skip-file-re '^[_.]|^[0-9][0-9]_'
+	$(BIN)/nbdev-test --n-workers 1 --file-re '^[0-9][0-9]_'
 
 pytest: install
 	$(BIN)/pytest
