@@ -369,3 +369,11 @@ def test_model_files_bad(tmp_path, case):
     with pytest.raises(PokecardError, match="does not exist|has sha256|plain name|repeat"):
         build_db(tmp_path/"db", vectors(2), ids(2), model_info=info, preprocessing=PREP, model_files=files)
     assert not (tmp_path/"db").exists()
+
+def test_builds_are_reproducible_and_complete(tmp_path):
+    refs = refdb.synthetic_references(3000, dim=64, seed=4)
+    a = build_db(tmp_path/"a", refs, ids(3000), model_info=MODEL, preprocessing=PREP)
+    b = build_db(tmp_path/"b", refs, ids(3000), model_info=MODEL, preprocessing=PREP)
+    assert file_sha256(a/"cards.usearch") == file_sha256(b/"cards.usearch")
+    db = ReferenceDB.open(a)
+    assert [h[0].row for h in db.search(refs, k=1)] == list(range(3000))  # every row reachable through the graph
