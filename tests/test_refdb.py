@@ -377,3 +377,8 @@ def test_builds_are_reproducible_and_complete(tmp_path):
     assert file_sha256(a/"cards.usearch") == file_sha256(b/"cards.usearch")
     db = ReferenceDB.open(a)
     assert [h[0].row for h in db.search(refs, k=1)] == list(range(3000))  # every row reachable through the graph
+
+def test_expansion_search_override(db_dir):
+    assert ReferenceDB.open(db_dir).index.expansion_search == refdb.HNSW_DEFAULTS["expansion_search"]
+    assert ReferenceDB.open(db_dir, expansion_search=40).index.expansion_search == 40
+    with pytest.raises(PokecardError, match="expansion_search"): ReferenceDB.open(db_dir, expansion_search=0)
