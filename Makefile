@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PARAMS ?= params/quick.yaml
 
-.PHONY: install run test nbtest pytest check-sync clean-outputs
+.PHONY: install run bench test nbtest pytest check-sync clean-outputs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ install: $(VENV)/.installed
 
 run: install
 	$(BIN)/pokecard run $(PARAMS)
+
+# After `make run`: pokecard against the alternatives on the quick run (and on the real cards in ../shared/data when
+# there), tables written to outputs/quick/bench/ and into README.md between its bench markers.
+bench: install
+	$(BIN)/pokecard bench $(PARAMS) --max-queries 100 --readme README.md
 
 # Library notebooks (00a_images, 01a_forge, ...) run in parallel; stage notebooks (01_data ... 09_bench) share the
 # outputs/ci run folder and build on each other, so they run in order, one at a time.

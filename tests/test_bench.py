@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 import cv2, numpy as np, pandas as pd, pytest
 from PIL import Image
-from pokecard.bench import (BENCH_COLUMNS, EmbeddingMethod, ORBMethod, PHashMethod, benchmark_methods, build_methods, choose_queries,
+from pokecard.bench import (BENCH_COLUMNS, EmbeddingMethod, ORBMethod, PHashMethod, VerifiedMethod, benchmark_methods, build_methods, choose_queries,
                             markdown_table, open_set_stats, plot_bench, rank_cards, ranking_metrics)
 from pokecard.core import PokecardError, STAGES, load_params, project_root, stale_reason
 from pokecard.forge import forge_catalog, render_card
@@ -83,6 +83,26 @@ def test_table_has_all_columns(cards, tmp_path):
     assert Image.open(tmp_path/"bench.png").size[0] > 300
 
 
+def test_verified_method_reranks_and_decides(cards):
+    scans, ids, names = cards
+    colour = lambda: EmbeddingMethod("frame colour", lambda images: images[:, :8].reshape(len(images), -1, 3).mean(1).astype(np.float32) - 100, size=64)
+    thresholds = {"match_similarity": 0.9, "match_margin": 0.05, "uncertain_similarity": 0.5}
+    plain, verified = colour().fit(scans, ids), VerifiedMethod(colour(), thresholds).fit(scans, ids)
+    photos = [simulate_crop(scan, np.random.default_rng([4, i]), PhotoParams.preset("easy")) for i, scan in enumerate(scans)]
+    right = lambda method: np.mean([method.rank(p, 1) == [c] for p, c in zip(photos, ids)])
+    assert right(verified) >= 0.8 and right(verified) > right(plain)
+    assert verified.index_bytes > plain.index_bytes and verified.name == "frame colour + verification"
+    decisions = verified.open_set_decisions(photos, ids)
+    assert set(decisions) == {"known", "correct", "unknown"} and all(len(v) == len(ids) for v in decisions.values())
+    alone = np.array([sum(names[c] == names[i] for c in ids) == 1 for i in ids])
+    assert (decisions["unknown"][alone] != "match").all()  # no reprint left in: nothing verifies
+    scores = verified.scores(photos[0])
+    assert scores.shape == (len(ids),) and np.sort(scores)[-1] > 1  # the verified top five sit above every cosine
+    table = benchmark_methods([VerifiedMethod(colour(), thresholds)], scans, ids, photos, ids, names=names,
+                              thresholds={"frame colour + verification": thresholds})
+    assert table.thresholds.item() == "reference DB + verification"
+
+
 def test_metrics_from_scores():
     scores = np.array([[.9, .2, .1], [.3, .8, .75], [.1, .2, .6], [.6, .5, .4]])
     metrics = ranking_metrics(scores, ["a", "b", "b", "c"], ["a", "b", "c"], {"a": "X", "b": "Y", "c": "Y"}, {"c"})
@@ -122,12 +142,32 @@ def test_bench_cli_on_ci(tmp_path, capsys):
     from pokecard.cli import main
     assert main(["bench", str(ROOT/"params"/"ci.yaml"), "--out", str(tmp_path), "--max-queries", "10"]) == 0
     printed = capsys.readouterr().out
-    for name in ("pokecard INT8 (ONNX)", "pokecard fp32 (ONNX)", "EfficientNet-Lite0 ImageNet", "pHash 64-bit", "pHash 256-bit", "ORB 500 + RANSAC"):
+    for name in ("pokecard INT8 (ONNX)", "pokecard INT8 (ONNX) + verification", "pokecard fp32 (ONNX)", "EfficientNet-Lite0 ImageNet",
+                 "pHash 64-bit", "pHash 256-bit", "ORB 500 + RANSAC"):
         assert name in printed
     assert {p.name for p in tmp_path.iterdir()} >= {"bench.md", "bench.csv", "bench.json", "bench.png"}
     table = pd.read_csv(tmp_path/"bench.csv")
     assert set(BENCH_COLUMNS) - {"top1_real_photos"} <= set(table.columns)
     assert (table.n_queries == 10).all() and (table.ms_p50 > 0).all()
-    assert table.loc[table.method.str.startswith("pokecard"), "thresholds"].eq("reference DB").all()
+    assert table.loc[table.method.str.startswith("pokecard"), "thresholds"].str.startswith("reference DB").all()
     report = json.loads((tmp_path/"bench.json").read_text())
     assert report["n_references"] == experiment.data.n_cards and report["threads"] == 1
+    from pokecard.core import site_settings
+    if (site_settings().data_root/"cards").is_dir():  # the real-card table: every method again, on the real scans and phone photos
+        real = pd.read_csv(tmp_path/"bench_real.csv")
+        assert list(real.method) == list(table.method) and real.top1_real_photos.between(0, 1).all()
+        assert "### Real cards" in (tmp_path/"bench.md").read_text() and len(report["real_card_rows"]) == len(real)
+    else: assert report["real_card_rows"] is None
+
+
+def test_bench_cli_fresh_photos_at_a_preset(tmp_path, capsys):
+    if not (ROOT/"outputs"/"ci").is_dir() or _ci_ready() is None:
+        pytest.skip("outputs/ci is missing or stale; run `pokecard run ci` first")
+    from pokecard.cli import main
+    assert main(["bench", "ci", "--out", str(tmp_path), "--max-queries", "6", "--methods", "int8,int8+verify,phash8", "--preset", "hard"]) == 0
+    assert "preset `hard`" in (tmp_path/"bench.md").read_text()
+    table = pd.read_csv(tmp_path/"bench.csv")
+    assert list(table.method) == ["pokecard INT8 (ONNX)", "pokecard INT8 (ONNX) + verification", "pHash 64-bit"] and (table.n_queries >= 6).all()
+    capsys.readouterr()
+    assert main(["bench", "ci", "--preset", "blurry"]) == 2
+    assert "unknown photo preset 'blurry'; valid: clean, easy, medium, hard" in capsys.readouterr().err

@@ -1,5 +1,5 @@
 "Recognition on the Pi: torch-free import, the JSON format, preprocessing, orientation, tight crops, DB/model mismatches, corrupt images, CLI exit codes, Hailo absent, camera smoothing, and the real photos in ../shared/data (skipped when absent)."
-import contextlib, io, json, os, subprocess, sys, types
+import contextlib, io, json, os, shutil, subprocess, sys, types
 from pathlib import Path
 from types import SimpleNamespace
 import numpy as np, pytest, cv2
@@ -11,6 +11,7 @@ from pokecard.refdb import build_db, set_thresholds, write_extra
 from pokecard.forge import forge_catalog, render_card
 from pokecard.photos import PhotoParams, simulate_crop, simulate_scene
 from pokecard import pi
+from pokecard.verify import add_keypoints_to_db
 from pokecard.pi import (CardTracker, Candidate, HailoEmbedder, LATENCY_STEPS, OVERLAY_COLOURS, OnnxEmbedder, RecognizedCard, Recognizer,
                          TrackedCard, bench_latency_main, camera_main, draw_overlay, model_entry, reading_changes, recognize_main,
                          thumbnail_model, to_dict, to_json)
@@ -47,7 +48,10 @@ def demo(tmp_path_factory):
     photo.save(photo_path, quality=92)
     scan_path = folder / f"{ids[1]}.png"
     scans[ids[1]].save(scan_path)
-    return SimpleNamespace(folder=folder, scans=scans, ids=ids, metadata=metadata, model=model, db=db, recognizer=Recognizer(db),
+    verified_db = folder / "verified-db"  # the same DB with the reference keypoints: close calls get verified
+    shutil.copytree(db, verified_db)
+    add_keypoints_to_db(verified_db, scans)
+    return SimpleNamespace(folder=folder, scans=scans, ids=ids, metadata=metadata, model=model, db=db, recognizer=Recognizer(db), verified_db=verified_db,
                            photo=np.asarray(photo), truth=[np.asarray(t, float) for t in truth], truth_ids=[ids[0], ids[2]],
                            photo_path=photo_path, scan_path=scan_path)
 
@@ -75,15 +79,17 @@ FORBIDDEN = {FORBIDDEN!r}
 def loaded(): return sorted(m for m in sys.modules if m.split('.')[0] in FORBIDDEN)
 import pokecard.pi as pi
 assert not loaded(), loaded()
-result = pi.Recognizer(sys.argv[1]).recognize(sys.argv[2])
-assert len(result.cards) == 2, result
+recognizer = pi.Recognizer(sys.argv[1], verification="always")
+result = recognizer.recognize(sys.argv[2])
+assert len(result.cards) == 2 and recognizer.verifier is not None and all(c.verification for c in result.cards), result
 assert not loaded(), loaded()
 print(sorted(m for m in sys.modules if m.startswith('pokecard.')))
 """
-    done = subprocess.run([sys.executable, "-c", code, str(demo.db), str(demo.photo_path)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code, str(demo.verified_db), str(demo.photo_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     modules = set(eval(done.stdout.strip().splitlines()[-1]))
-    assert modules <= {"pokecard.core", "pokecard.images", "pokecard.finder", "pokecard.refdb", "pokecard.embedspace", "pokecard.metrics", "pokecard.pi"}, modules
+    assert modules <= {"pokecard.core", "pokecard.images", "pokecard.finder", "pokecard.refdb", "pokecard.embedspace", "pokecard.metrics",
+                       "pokecard.verify", "pokecard.pi"}, modules
 
 
 # --- recognition --------------------------------------------------------------------------------------------------------
@@ -297,6 +303,60 @@ def test_hailort_errors_are_reported(monkeypatch, tmp_path):
         HailoEmbedder(tmp_path / "model.hef")
 
 
+# --- geometric verification ----------------------------------------------------------------------------------------------
+
+def test_verification_corrects_an_embedding_that_names_the_wrong_card(demo, tmp_path):
+    "A DB whose embeddings of two different cards are swapped: the embedding alone names the wrong card, the keypoints the right one."
+    first = demo.ids[0]
+    second = next(c for c in demo.ids if demo.metadata[c]["name"] != demo.metadata[first]["name"])
+    ids = [first, second] + [c for c in demo.ids if c not in (first, second)][:2]
+    scans = {c: demo.scans[c] for c in ids}
+    embeddings = OnnxEmbedder(demo.model).embed(np.stack([to_model_input(s) for s in scans.values()]))[[1, 0, 2, 3]]
+    db = make_db(tmp_path / "db", demo.model, scans, {c: demo.metadata[c] for c in ids}, embeddings=embeddings)
+    add_keypoints_to_db(db, scans)
+    photo = simulate_crop(demo.scans[first], 5, PhotoParams.preset("easy"))
+    plain = Recognizer(db, verification="off").recognize(photo).cards[0]
+    verified = Recognizer(db, verification="always").recognize(photo).cards[0]
+    assert plain.top[0].card_id == second and plain.verification is None
+    assert verified.top[0].card_id == first and verified.decision == "match"
+    assert verified.verification["hint"] == "match" and verified.verification["inliers"][first] >= 10 > verified.verification["inliers"][second]
+    assert {c.card_id for c in verified.top} == {c.card_id for c in plain.top}  # re-ranked, nothing lost
+
+
+def test_verification_says_unknown_for_a_card_absent_from_the_db(demo):
+    stranger = render_card(forge_catalog(3, 1, seed=7)[0])
+    card = Recognizer(demo.verified_db, verification="always").recognize(simulate_crop(stranger, 4, PhotoParams.preset("easy"))).cards[0]
+    assert card.decision == "unknown" and card.verification["hint"] == "unknown"
+    assert max(card.verification["inliers"].values()) < 10
+
+
+def test_auto_verifies_only_close_calls(demo):
+    auto = Recognizer(demo.verified_db)
+    assert auto.verification == "auto" and auto.verifier.margin_threshold == auto.thresholds["match_margin"]
+    clear = auto.recognize(demo.scan_path).cards[0]  # a clean scan of a DB card: the embedding alone says match
+    assert clear.decision == "match" and clear.verification is None
+    everything = Recognizer(demo.verified_db, verify_margin=2.0).recognize(demo.scan_path)  # a margin no pair reaches: verify all
+    assert everything.cards[0].verification is not None and everything.cards[0].top[0].card_id == demo.ids[1]
+    assert list(everything.timing_ms) == list(LATENCY_STEPS)
+
+
+def test_verification_modes_and_dbs_without_keypoints(demo):
+    assert Recognizer(demo.db).verifier is None and Recognizer(demo.db).verification == "off"  # nothing to verify with (logged)
+    assert Recognizer(demo.verified_db, verification="off").verifier is None
+    with pytest.raises(PokecardError, match="verification='sometimes'"): Recognizer(demo.verified_db, verification="sometimes")
+    with pytest.raises(PokecardError, match="verify_margin"): Recognizer(demo.verified_db, verify_margin=-1)
+
+
+def test_verify_flag_of_the_cli(demo):
+    code, out, _ = run_cli(recognize_main, [str(demo.scan_path), "--db", str(demo.verified_db), "--verify", "always"])
+    assert code == 0 and "verified:" in out and "inliers" in out
+    code, out, _ = run_cli(recognize_main, [str(demo.scan_path), "--db", str(demo.verified_db), "--verify", "off"])
+    assert code == 0 and "verified" not in out
+    assert run_cli(recognize_main, [str(demo.scan_path), "--db", str(demo.verified_db), "--verify", "maybe"])[0] == 2
+    code, out, _ = run_cli(recognize_main, [str(demo.scan_path), "--db", str(demo.verified_db), "--verify-margin", "2"])  # every card verified
+    assert code == 0 and "verified:" in out
+
+
 # --- command line -------------------------------------------------------------------------------------------------------
 
 def test_recognize_cli_json_lines_and_skips_corrupt_images(demo, tmp_path):
@@ -341,7 +401,7 @@ def test_bench_latency_cli(demo, tmp_path):
     assert code == 0 and "missing.jpg" in err
     report = json.loads(out)
     assert list(report["steps"]) == list(LATENCY_STEPS) and report["steps"]["total"]["runs"] == 2
-    assert set(report["metrics"]) == {"recognize_ms_p50", "embed_ms_p50", "search_ms_p50"}
+    assert set(report["metrics"]) == {"recognize_ms_p50", "embed_ms_p50", "search_ms_p50", "verify_ms_p50", "verify_ms_p95"}
     code, out, _ = run_cli(bench_latency_main, ["--db", str(demo.db), str(demo.scan_path), "--repeat", "1"])
     assert code == 0 and "p50 ms" in out and "embed" in out
     assert run_cli(bench_latency_main, ["--db", str(demo.db), str(tmp_path / "missing.jpg")])[0] == 1
