@@ -10,36 +10,20 @@ import argparse, json, time
 from pathlib import Path
 import numpy as np
 from .core import PokecardError, StageTimer, ensure_stage, file_sha256, get_logger, stage_dir, write_manifest, project_root
-from .images import load_image, to_model_input, iter_images
-from .export import cpu_session, onnx_embed, onnx_io_info
-from .refdb import ReferenceDB, build_db, add_cards, remove_cards, benchmark_search, set_thresholds
-from .verify import KEYPOINTS_FILE, KeypointSettings, add_keypoints_to_db, db_keypoint_settings
+from .images import ImageLoadError, load_image, log_skipped, scan_image_folder, to_model_input, validate_card_id
+from .export import cpu_session, embedder_interface, onnx_embed
+from .refdb import ReferenceDB, build_db, add_cards, remove_cards, benchmark_search
+from .verify import KEYPOINTS_FILE, KeypointSettings, db_keypoint_settings, keypoints_update
 
 # %% auto #0
-__all__ = ['PREPROCESSING', 'MODEL_KINDS', 'embed_scans', 'card_crop', 'card_metadata', 'model_info', 'preprocessing_for',
-           'KeypointCollector', 'build_reference_db', 'keypoint_report', 'default_model', 'run_thresholds',
-           'index_main', 'search_report', 'build_index', 'reference_db_dir']
+__all__ = ['PREPROCESSING', 'MODEL_KINDS', 'card_crop', 'EmbeddedCards', 'embed_cards', 'card_metadata', 'model_info',
+           'preprocessing_for', 'KeypointCollector', 'build_reference_db', 'keypoint_report', 'default_model',
+           'scans_and_metadata', 'run_thresholds', 'check_out_folder', 'index_main', 'search_report', 'build_index',
+           'reference_db_dir']
 
 # %% ../nbs/06_index.ipynb #468c0916
 PREPROCESSING = {"fn": "pokecard.images.to_model_input", "size": 224, "resample": "bilinear"}
 MODEL_KINDS = {"int8": "onnx-int8", "fp32": "onnx-fp32"}
-
-def embed_scans(model_path:Path, # an ONNX model: uint8 NHWC image -> embedding
-                paths:list, # image files
-                batch_size:int=32,
-                find_card:bool=False, # photos: find the card and rectify it first (the recogniser's view); scans: as they are
-                on_card=None # called with (path, card image) for each embedded image, e.g. to extract its keypoints in the same pass
-               ) -> tuple[np.ndarray, list[Path]]:
-    "Embeddings of the readable images (corrupt ones are reported and skipped) and the paths they came from."
-    session = cpu_session(model_path)
-    size = onnx_io_info(model_path)["input_shape"][1]
-    inputs, kept = [], []
-    for path, image in iter_images(paths):
-        card = card_crop(image) if find_card else image
-        if on_card is not None: on_card(Path(path), card)
-        inputs.append(to_model_input(card, size)); kept.append(Path(path))
-    if not inputs: return np.zeros((0, 0), np.float32), []
-    return onnx_embed(session, np.stack(inputs), batch_size=batch_size), kept
 
 def card_crop(photo) -> np.ndarray:
     "The most card-like outline in a photo, rectified (`pokecard.finder`); a tight crop comes back whole."
@@ -48,8 +32,46 @@ def card_crop(photo) -> np.ndarray:
     quads = find_cards(frame, max_cards=1)
     return rectify(frame, quads[0].corners) if quads else frame
 
+class EmbeddedCards:
+    "What `embed_cards` made: one embedding row per image used, the card and file of each row, and the files skipped with why."
+    def __init__(self, embeddings:np.ndarray, card_ids:list, paths:list, skipped:list):
+        self.embeddings, self.card_ids, self.paths, self.skipped = embeddings, card_ids, paths, skipped
+    def __len__(self): return len(self.card_ids)
+
+def embed_cards(model_path:Path, # an ONNX embedder: uint8 NHWC image -> embedding
+                images_by_card:dict, # card id -> its image files, best first (e.g. `images.scan_image_folder`)
+                every_image:bool=False, # False: each card's first readable image (a duplicate stands in for a corrupt one); True: all (few-shot photos)
+                find_card:bool=False, # photos: find the card and rectify it first (the recogniser's view); scans: as they are
+                on_card=None, # called with (card_id, path, card image) for each image used, e.g. to extract keypoints in the same pass
+                batch_size:int=32 # images per model run (the decoded images are never all held at once)
+               ) -> EmbeddedCards:
+    "Embed the cards' images with the model; unreadable or too small files, and images the model maps to an all-zero vector, are reported and skipped."
+    session = cpu_session(model_path)
+    size = embedder_interface(model_path, session)["size"] or PREPROCESSING["size"]  # a symbolic input size: the default
+    rows, card_ids, paths, skipped, batch = [], [], [], [], []
+    def run_batch():
+        if batch: rows.append(onnx_embed(session, np.stack(batch), batch_size=batch_size)); batch.clear()
+    for card_id, files in images_by_card.items():
+        for path in map(Path, files):
+            try: image = load_image(path)
+            except ImageLoadError as error:
+                log_skipped(path, error.reason); skipped.append((path, error.reason)); continue
+            card = card_crop(image) if find_card else image
+            if on_card is not None: on_card(card_id, path, card)
+            batch.append(to_model_input(card, size)); card_ids.append(card_id); paths.append(path)
+            if len(batch) == batch_size: run_batch()
+            if not every_image: break
+    run_batch()
+    embeddings = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+    zero = np.linalg.norm(embeddings, axis=1) < 1e-6 if len(embeddings) else np.zeros(0, bool)
+    for i in np.flatnonzero(zero):
+        reason = "the model maps it to an all-zero embedding (no direction to search by)"
+        log_skipped(paths[i], reason); skipped.append((paths[i], reason))
+    keep = ~zero
+    return EmbeddedCards(embeddings[keep], [c for c, k in zip(card_ids, keep) if k], [p for p, k in zip(paths, keep) if k], skipped)
+
 def card_metadata(catalog) -> dict:
-    "card_id -> the fields the recogniser reports (name, set, number, rarity, image URL)."
+    "card_id -> the fields the recogniser reports (name, set, number, rarity, image URL), from a catalog DataFrame."
     fields = ("name", "set_id", "set_name", "number", "rarity", "supertype", "image_url")
     return {row["card_id"]: {f: (row.get(f) or "") for f in fields} for row in catalog.to_dict("records")}
 
@@ -59,31 +81,37 @@ def model_info(model_path:Path, kind:str) -> dict:
 
 def preprocessing_for(model_path:Path) -> dict:
     "The preprocessing description for a model (its input size)."
-    return {**PREPROCESSING, "size": int(onnx_io_info(model_path)["input_shape"][1])}
+    return {**PREPROCESSING, "size": int(embedder_interface(model_path)["size"] or PREPROCESSING["size"])}
 
 class KeypointCollector:
-    "An `embed_scans` callback that extracts the reference keypoints of each card image as it goes by (one decode per image)."
+    "An `embed_cards` callback that extracts the reference keypoints of each card image as it goes by (one decode per image)."
     def __init__(self, settings:KeypointSettings, # how to extract (the DB's own settings when it has keypoints)
-                 card_of:dict, # image path -> card id
                  first_only:bool=False # keep only the first image's keypoints (a few-shot card photographed several times)
                 ):
-        self.settings, self.card_of, self.first_only, self.extracted = settings, card_of, first_only, {}
-    def __call__(self, path:Path, card):
-        if not (self.first_only and self.extracted): self.extracted[self.card_of[path]] = self.settings.extract(card, reference=True)
+        self.settings, self.first_only, self.extracted = settings, first_only, {}
+    def __call__(self, card_id:str, path:Path, card):
+        if self.first_only and card_id in self.extracted: return
+        try: self.extracted[card_id] = self.settings.extract(card, reference=True)
+        except PokecardError as error: get_logger("index").warning(f"no keypoints for {card_id} ({path}): {error}")
+    def update(self, kept:list, replaced=()):
+        "The `extras_update` that stores the keypoints of the cards that were kept (see `verify.keypoints_update`)."
+        kept = set(kept)
+        return keypoints_update({c: v for c, v in self.extracted.items() if c in kept}, self.settings, replaced=replaced)
 
-def build_reference_db(catalog, model_path:Path, out_dir:Path, kind:str="onnx-int8", dtype:str="f16",
-                       keypoints:bool=True # also store each scan's ORB keypoints (geometric verification)
+def build_reference_db(images_by_card:dict, # card id -> its scan files, best first
+                       metadata:dict, # card id -> {name, set_id, ...}
+                       model_path:Path, out_dir:Path, kind:str="onnx-int8", dtype:str="f16",
+                       keypoints:bool=True, # also store each scan's ORB keypoints (geometric verification)
+                       thresholds:dict|None=None # open-set thresholds chosen for this model (stage 07)
                       ) -> tuple[Path, list[str]]:
-    "Embed each card's first scan and write a self-contained DB (model inside, keypoints); returns the DB and the card ids that were skipped."
-    paths = {Path(p[0]): c for c, p in zip(catalog.card_id, catalog.image_paths)}
-    collector = KeypointCollector(KeypointSettings(), paths) if keypoints else None
-    embeddings, kept = embed_scans(model_path, list(paths), on_card=collector)
-    if not kept: raise PokecardError(f"none of the {len(paths)} scans could be read; nothing to index")
-    card_ids = [paths[p] for p in kept]
-    db = build_db(out_dir, embeddings, card_ids, card_metadata(catalog), model_info=model_info(model_path, kind),
-                  preprocessing=preprocessing_for(model_path), model_files=[model_path], dtype=dtype)
-    if collector is not None: add_keypoints_to_db(db, {}, settings=collector.settings, replace=True, extracted=collector.extracted)
-    return db, sorted(set(paths.values()) - set(card_ids))
+    "Embed each card's first readable scan and write a self-contained DB (model, keypoints, thresholds) in one commit; returns the DB and the card ids skipped."
+    collector = KeypointCollector(KeypointSettings()) if keypoints else None
+    embedded = embed_cards(model_path, images_by_card, on_card=collector)
+    if not len(embedded): raise PokecardError(f"none of the {len(images_by_card)} cards has a readable scan; nothing to index")
+    db = build_db(out_dir, embedded.embeddings, embedded.card_ids, metadata, model_info=model_info(model_path, kind),
+                  preprocessing=preprocessing_for(model_path), model_files=[model_path], dtype=dtype, thresholds=thresholds,
+                  extras_update=collector.update(embedded.card_ids) if collector else None)
+    return db, sorted(set(images_by_card) - set(embedded.card_ids))
 
 def keypoint_report(db_dir:Path) -> dict:
     "Cards, keypoints and bytes of the DB's stored reference keypoints (empty when it has none)."
@@ -100,11 +128,14 @@ def default_model() -> Path:
     if not found: raise PokecardError(f"no trained model found under {site_settings().outputs_root}; run `make run` (or `pokecard run params/quick.yaml`) first, or pass --model")
     return found[-1]
 
-def _catalog_for(images:str, metadata:str|None):
-    from pokecard.catalog import catalog_from_folder
-    catalog = catalog_from_folder(images, metadata)
-    if catalog.empty: raise PokecardError(f"no card scans named <card_id>.<png|jpg|webp> under {images}")
-    return catalog
+def scans_and_metadata(images:str|Path, metadata:str|Path|None) -> tuple[dict, dict]:
+    "card id -> scan files and card id -> metadata for a folder of `<card_id>.<ext>` scans (no pandas: runs on the Pi)."
+    if not Path(images).is_dir(): raise PokecardError(f"--images {images} is not a folder of card scans")
+    scans = scan_image_folder(images)
+    if not scans: raise PokecardError(f"no card scans named <card_id>.<png|jpg|webp> under {images}")
+    if not metadata: return scans, {}
+    from pokecard.catalog import read_card_metadata
+    return scans, read_card_metadata(metadata, list(scans))
 
 def run_thresholds(model_path:Path) -> dict|None:
     "The open-set thresholds stage 07 chose for a pipeline run's model (outputs/<run>/05_quantize/<model> → 07_umap/metrics.json)."
@@ -112,15 +143,21 @@ def run_thresholds(model_path:Path) -> dict|None:
     try: return json.loads(report.read_text())["thresholds"]
     except (FileNotFoundError, KeyError, json.JSONDecodeError): return None
 
-def index_main(argv:list[str]|None=None) -> int:
-    "`pokecard index build|add|remove ...`"
+def check_out_folder(out:str|Path, images:str|Path) -> Path:
+    "`--out` for `index build`: never the scans folder or a folder holding it (refdb refuses any other folder that is not a DB)."
+    out_dir, images_dir = Path(out).resolve(), Path(images).resolve()
+    if out_dir == images_dir or out_dir in images_dir.parents:
+        raise PokecardError(f"--out {out} is the --images folder or holds it: building there would replace the scans; choose a new folder for the DB, e.g. --out {images_dir.name}-db")
+    return Path(out)
+
+def _index_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pokecard index", description="Build, extend or shrink a reference DB.")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="index a folder of <card_id>.<ext> scans")
     build.add_argument("--images", required=True, help="folder of scans named <card_id>.<png|jpg|webp> (any depth)")
     build.add_argument("--metadata", help="pokemon-tcg-data folder (cards/en/*.json, sets/en.json)")
     build.add_argument("--model", help="ONNX model (default: the newest outputs/*/05_quantize/student_int8.onnx)")
-    build.add_argument("--out", required=True, help="the DB folder to write (replaced atomically)")
+    build.add_argument("--out", required=True, help="the DB folder to write: a new or empty folder, or an existing DB (replaced once the new one is complete); never anything else")
     build.add_argument("--dtype", default="f16", choices=("f16", "i8"), help="usearch vector type")
     build.add_argument("--no-keypoints", action="store_true", help="skip the reference keypoints (no geometric verification)")
     add = commands.add_parser("add", help="add scans (a new set) or a few photos of one card")
@@ -132,39 +169,54 @@ def index_main(argv:list[str]|None=None) -> int:
     add.add_argument("--replace", action="store_true", help="replace cards already in the DB")
     remove = commands.add_parser("remove", help="remove cards")
     remove.add_argument("--db", required=True); remove.add_argument("card_ids", nargs="+")
-    args = parser.parse_args(argv)
-    if args.command == "build":
-        model = Path(args.model) if args.model else default_model()
-        kind = "onnx-int8" if "int8" in model.name else "onnx-fp32"
-        db, skipped = build_reference_db(_catalog_for(args.images, args.metadata), model, Path(args.out), kind, args.dtype, not args.no_keypoints)
-        if thresholds := run_thresholds(model): set_thresholds(db, thresholds)
-        opened, keypoints = ReferenceDB.open(db), keypoint_report(db)
-        print(f"indexed {len(opened)} cards ({opened.dim}-d, model {model.name}) into {db}" + (f"; skipped {len(skipped)} unreadable" if skipped else "")
-              + (f"; keypoints {keypoints['keypoint_bytes'] / 1e6:.1f} MB ({keypoints['keypoint_bytes_per_card'] / 1e3:.1f} kB/card)" if keypoints else ""))
-    elif args.command == "add":
-        db = ReferenceDB.open(args.db)
-        model = Path(args.db)/db.manifest["model"]["file"]
-        settings = db_keypoint_settings(args.db)  # None: the DB stores no keypoints, so none are extracted
-        if args.card_id:
-            from pokecard.images import validate_card_id
-            card_id = validate_card_id(args.card_id)
-            collector = KeypointCollector(settings, {Path(p): card_id for p in args.images}, first_only=True) if settings else None
-            embeddings, kept = embed_scans(model, args.images, find_card=True, on_card=collector)
-            card_ids, metadata = [card_id] * len(kept), {card_id: {"name": args.name}}
-        else:
-            catalog = _catalog_for(args.images[0], args.metadata)
-            by_path = {Path(p[0]): c for c, p in zip(catalog.card_id, catalog.image_paths)}
-            collector = KeypointCollector(settings, by_path) if settings else None
-            embeddings, kept = embed_scans(model, list(by_path), on_card=collector)
-            card_ids, metadata = [by_path[p] for p in kept], card_metadata(catalog)
-        if not kept: raise PokecardError("no readable images to add")
-        add_cards(args.db, embeddings, card_ids, metadata, mode=args.mode, on_existing="replace" if args.replace else "error", model_sha256=file_sha256(model))
-        if collector: add_keypoints_to_db(args.db, {}, settings=settings, extracted=collector.extracted)
-        print(f"added {len(set(card_ids))} card(s) from {len(kept)} image(s); the DB now holds {len(ReferenceDB.open(args.db))} cards")
+    remove.add_argument("--missing-ok", action="store_true", help="ignore card ids that are not in the DB")
+    return parser
+
+def _build(args) -> str:
+    check_out_folder(args.out, args.images)
+    model = Path(args.model) if args.model else default_model()
+    embedder_interface(model)  # a clear error for a file that is not a pokecard embedder, before any work
+    scans, metadata = scans_and_metadata(args.images, args.metadata)
+    kind = "onnx-int8" if "int8" in model.name else "onnx-fp32"
+    db, skipped = build_reference_db(scans, metadata, model, Path(args.out), kind, args.dtype, not args.no_keypoints, run_thresholds(model))
+    opened, keypoints = ReferenceDB.open(db), keypoint_report(db)
+    return (f"indexed {len(opened)} cards ({opened.dim}-d, model {model.name}) into {db}" + (f"; skipped {len(skipped)} without a usable scan" if skipped else "")
+            + (f"; keypoints {keypoints['keypoint_bytes'] / 1e6:.1f} MB ({keypoints['keypoint_bytes_per_card'] / 1e3:.1f} kB/card)" if keypoints else ""))
+
+def _add(args) -> str:
+    db = ReferenceDB.open(args.db)
+    model = Path(args.db)/db.manifest["model"]["file"]
+    settings = db_keypoint_settings(args.db)  # None: the DB stores no keypoints, so none are extracted
+    if args.card_id:
+        card_id = validate_card_id(args.card_id)
+        images_by_card, metadata, every_image = {card_id: list(args.images)}, {card_id: {"name": args.name}}, True
     else:
-        remove_cards(args.db, args.card_ids)
-        if db_keypoint_settings(args.db) is not None: add_keypoints_to_db(args.db, {})  # drops the removed cards'
-        print(f"removed {len(args.card_ids)} card(s); the DB now holds {len(ReferenceDB.open(args.db))} cards")
+        if len(args.images) != 1: raise PokecardError("without --card-id, --images takes one folder of <card_id>.<ext> scans; to add photos of one card, pass --card-id")
+        images_by_card, metadata = scans_and_metadata(args.images[0], args.metadata)
+        every_image = False
+    existing = [c for c in images_by_card if c in db]
+    if existing and not args.replace:
+        raise PokecardError(f"card(s) {existing[:5]}{' …' if len(existing) > 5 else ''} already in {args.db}: pass --replace to replace them, or remove them first (`pokecard index remove`)")
+    collector = KeypointCollector(settings, first_only=every_image) if settings else None
+    embedded = embed_cards(model, images_by_card, every_image=every_image, find_card=bool(args.card_id), on_card=collector)
+    if not len(embedded): raise PokecardError("no readable images to add")
+    add_cards(args.db, embedded.embeddings, embedded.card_ids, metadata, mode=args.mode, on_existing="replace" if args.replace else "error",
+              model_sha256=file_sha256(model), extras_update=collector.update(embedded.card_ids, replaced=existing) if collector else keypoints_update(replaced=existing))
+    return f"added {len(set(embedded.card_ids))} card(s) from {len(embedded)} image(s); the DB now holds {len(ReferenceDB.open(args.db))} cards"
+
+def _remove(args) -> str:
+    card_ids = list(dict.fromkeys(validate_card_id(c) for c in args.card_ids))
+    present = set(ReferenceDB.open(args.db).card_ids)
+    missing = [c for c in card_ids if c not in present]
+    if missing and not args.missing_ok: raise PokecardError(f"card(s) {missing[:5]} are not in {args.db}; pass --missing-ok to ignore them")
+    drop = [c for c in card_ids if c in present]
+    if drop: remove_cards(args.db, drop, extras_update=keypoints_update())
+    return f"removed {len(drop)} card(s); the DB now holds {len(ReferenceDB.open(args.db))} cards"
+
+def index_main(argv:list[str]|None=None) -> int:
+    "`pokecard index build|add|remove ...`: each command is one atomic commit of the DB (vectors, keypoints, thresholds together)."
+    args = _index_parser().parse_args(argv)
+    print({"build": _build, "add": _add, "remove": _remove}[args.command](args))
     return 0
 
 # %% ../nbs/06_index.ipynb #40466aad
@@ -190,8 +242,9 @@ def build_index(experiment) -> Path:
     timer = StageTimer()
     bundle, folder = load_data(experiment), stage_dir(experiment, "06_index")
     model = deployable_model(experiment, experiment.index.model)
-    db_dir, skipped = build_reference_db(bundle.catalog, model, folder/"db", MODEL_KINDS.get(experiment.index.model, "hailo"), experiment.index.dtype,
-                                         experiment.index.keypoints)
+    scans = {c: list(p) for c, p in zip(bundle.catalog.card_id, bundle.catalog.image_paths)}
+    db_dir, skipped = build_reference_db(scans, card_metadata(bundle.catalog), model, folder/"db", MODEL_KINDS.get(experiment.index.model, "hailo"),
+                                         experiment.index.dtype, experiment.index.keypoints)
     db = ReferenceDB.open(db_dir)
     from pokecard.data import query_inputs
     queries = onnx_embed(cpu_session(model), query_inputs(bundle, experiment.data.image_size))

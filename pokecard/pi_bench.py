@@ -13,7 +13,7 @@ import numpy as np, pandas as pd
 from .core import PokecardError, StageTimer, atomic_write_json, atomic_write_text, get_logger, site_settings, stage_dir, write_manifest
 from .data import load_data, card_image, QUERY_PURPOSE
 from .photos import PhotoParams, simulate_crop, simulate_scene
-from .refdb import remove_cards, set_thresholds
+from .refdb import remove_cards
 from .pi import Recognizer, bench_latency, latency_metrics, format_latency, quad_iou
 
 # %% auto #0
@@ -59,14 +59,13 @@ def scene_benchmark(recognizer:Recognizer, scenes:list) -> dict:
 # %% ../nbs/08b_pi_bench.ipynb #06ba26d4
 def real_photo_benchmark(model_path:Path, out_dir:Path, thresholds:dict|None=None) -> dict:
     "Recognise the labelled real photos against a DB of the real scans, with and without verification (skipped without them)."
-    from pokecard.index import build_reference_db
-    from pokecard.catalog import catalog_from_folder
+    from pokecard.index import build_reference_db, scans_and_metadata
     root = site_settings().data_root
     labels, scans = root/"photos"/"labels.csv", root/"cards"
     if not (labels.is_file() and scans.is_dir()): return {"real_photos": f"skipped: no {labels} or {scans}"}
-    catalog = catalog_from_folder(scans, root/"metadata" if (root/"metadata").is_dir() else None)
-    db_dir, _ = build_reference_db(catalog, model_path, out_dir, "onnx-int8" if "int8" in model_path.name else "onnx-fp32")
-    if thresholds: set_thresholds(db_dir, thresholds)  # the model's thresholds (stage 07), as `pokecard index build` carries them
+    images_by_card, metadata = scans_and_metadata(scans, root/"metadata" if (root/"metadata").is_dir() else None)
+    db_dir, _ = build_reference_db(images_by_card, metadata, model_path, out_dir, "onnx-int8" if "int8" in model_path.name else "onnx-fp32",
+                                   thresholds=thresholds)  # the model's thresholds (stage 07), as `pokecard index build` carries them
     with open(labels, newline="", encoding="utf-8") as f: labelled = list(csv.DictReader(f))
     rows = []
     for mode in ("off", "auto"):
@@ -131,9 +130,8 @@ def verification_benchmark(db_dir:Path, bundle, seed:int, work_dir:Path, preset:
     without = work_dir/"db_verify_absent"
     if without.exists(): shutil.rmtree(without)
     shutil.copytree(db_dir, without)
-    remove_cards(without, sorted(absent))
-    from pokecard.verify import add_keypoints_to_db, Verifier
-    if Verifier.from_db(without) is not None: add_keypoints_to_db(without, {})  # drop the removed cards' keypoints, as `index remove` does
+    from pokecard.verify import keypoints_update
+    remove_cards(without, sorted(absent), extras_update=keypoints_update())  # the removed cards' keypoints go in the same commit, as `index remove` does
     names, counts = bundle.names, Counter(bundle.names.values())
     reprint = np.array([counts[names[c]] > 1 for _, c in known])
     rows = []

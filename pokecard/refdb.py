@@ -13,15 +13,15 @@ import numpy as np
 try: import onnxruntime  # noqa: F401  load it before usearch: importing onnxruntime after usearch segfaults (their bundled native libraries clash)
 except ImportError: pass
 from usearch.index import Index
-from .core import PokecardError, atomic_write, atomic_write_bytes, atomic_write_json, file_sha256, get_logger
+from .core import PokecardError, atomic_write, atomic_write_bytes, atomic_write_json, file_sha256, get_logger, json_sha256
 from .images import validate_card_id
 try: import fcntl
 except ImportError: fcntl = None  # no cross-process lock off POSIX
 
 # %% auto #0
 __all__ = ['FORMAT_NAME', 'FORMAT_VERSION', 'CORE_FILES', 'MODEL_KINDS', 'INDEX_DTYPES', 'ROW_MODES', 'CARD_FIELDS',
-           'HNSW_DEFAULTS', 'INSERT_THREADS', 'REBUILD_HINT', 'build_db', 'Hit', 'ReferenceDB', 'add_cards',
-           'remove_cards', 'set_thresholds', 'write_extra', 'synthetic_references', 'benchmark_search']
+           'HNSW_DEFAULTS', 'INSERT_THREADS', 'REBUILD_HINT', 'REMOVE_HINT', 'build_db', 'Hit', 'ReferenceDB',
+           'add_cards', 'remove_cards', 'set_thresholds', 'write_extra', 'synthetic_references', 'benchmark_search']
 
 # %% ../nbs/06a_refdb.ipynb #30e63e34
 FORMAT_NAME = "pokecard-refdb"      # manifest["format"]
@@ -34,6 +34,7 @@ CARD_FIELDS = ("name", "set_id", "set_name", "number", "rarity", "supertype", "i
 HNSW_DEFAULTS = dict(connectivity=16, expansion_add=128, expansion_search=256)  # tuned with benchmark_search below
 INSERT_THREADS = 1  # usearch 2.26 inserting on several threads left 4-12 of 17,592 rows unreachable; one thread: none, and byte-identical builds
 REBUILD_HINT = "rebuild it with `pokecard index build --images DIR --model MODEL --out {db}`"
+REMOVE_HINT = "delete the folder {db} yourself and build it again with `pokecard index build --images DIR --model MODEL --out {db}` (pokecard never deletes a folder it cannot prove is a DB)"
 
 # %% ../nbs/06a_refdb.ipynb #a602bc0c
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -104,8 +105,16 @@ def _exchange_dirs(a:Path, b:Path) -> bool:
     AT_FDCWD, RENAME_EXCHANGE = -100, 2
     return renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
 
+def _readable_permissions(folder:Path) -> None:
+    "Give the staged folder and its files the permissions a plain mkdir/open would (0755/0644 under the usual umask), not mkdtemp's 0700."
+    umask = os.umask(0); os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for path in folder.iterdir():
+        if path.is_file() and not path.is_symlink(): os.chmod(path, 0o666 & ~umask)
+
 def _swap_in(staging:Path, db_dir:Path) -> None:
     "Make the complete `staging` folder the DB at `db_dir`; the old DB stays whole until this moment."
+    _readable_permissions(staging)
     _fsync_dir(staging)
     if not db_dir.exists(): os.rename(staging, db_dir)
     elif _exchange_dirs(staging, db_dir): shutil.rmtree(staging)  # staging now holds the old DB
@@ -125,6 +134,25 @@ def _recover(db_dir:Path) -> None:
         else: os.rename(backup, db_dir); get_logger("refdb").warning(f"restored {db_dir} after an interrupted update")
     for stale in db_dir.parent.glob(f".{db_dir.name}.staging-*"): shutil.rmtree(stale, ignore_errors=True)
 
+def _db_entries(manifest:dict) -> set:
+    "The names a DB folder may hold: its manifest and the files the manifest lists."
+    return {"manifest.json", *manifest.get("files", {})}
+
+def _check_replaceable(db_dir:Path) -> None:
+    "Refuse to write over anything but a pokecard DB (or an empty or missing folder): a DB change never deletes what pokecard did not write."
+    if db_dir.is_symlink(): raise PokecardError(f"{db_dir} is a symbolic link; give the real folder of the DB instead")
+    if not db_dir.exists(): return
+    if not db_dir.is_dir(): raise PokecardError(f"{db_dir} is a file, not a DB folder; choose another folder for the DB")
+    entries = sorted(p.name for p in db_dir.iterdir())
+    if not entries: return
+    try: manifest = _read_manifest(db_dir)
+    except PokecardError:
+        raise PokecardError(f"{db_dir} is not a pokecard reference DB (it holds {', '.join(entries[:3])}{' …' if len(entries) > 3 else ''} and no "
+                            f"readable DB manifest); pokecard only replaces a folder that is a DB: choose a new or empty folder for the DB") from None
+    foreign = [name for name in entries if name not in _db_entries(manifest)]
+    if foreign: raise PokecardError(f"{db_dir} holds {', '.join(foreign[:5])}{' …' if len(foreign) > 5 else ''}, which are not part of the DB; "
+                                    f"a DB change replaces the whole folder, so move them out first")
+
 @contextlib.contextmanager
 def _db_lock(db_dir:Path, blocking:bool=True):
     "Hold the DB's exclusive lock file; yields False when `blocking=False` and another process holds it."
@@ -138,10 +166,13 @@ def _db_lock(db_dir:Path, blocking:bool=True):
 
 @contextlib.contextmanager
 def _staged(db_dir:Path):
-    "Under the DB lock, yield an empty staging folder; on success swap it in as `db_dir`, on error remove it."
+    "Under the DB lock, yield an empty staging folder; on success swap it in as `db_dir` (one commit), on error remove it."
     db_dir = Path(db_dir).absolute()
+    if db_dir.parent == db_dir: raise PokecardError(f"{db_dir} is a file-system root; choose a folder for the DB")
+    if not _backup_path(db_dir).exists(): _check_replaceable(db_dir)  # refuse before anything is created beside a folder that is not a DB
     with _db_lock(db_dir):
         _recover(db_dir)
+        _check_replaceable(db_dir)
         staging = Path(tempfile.mkdtemp(dir=db_dir.parent, prefix=f".{db_dir.name}.staging-"))
         try:
             yield staging
@@ -200,9 +231,33 @@ def _write_manifest(staging:Path, manifest:dict) -> dict:
     atomic_write_json(staging/"manifest.json", manifest)
     return manifest
 
+def cards_sha256(row_card_ids:list) -> str:
+    "The fingerprint of a DB's set of cards (sorted distinct ids): what per-card extras and the manifest must agree on."
+    return json_sha256(sorted(set(row_card_ids)))
+
+def _check_extra_name(name) -> None:
+    if not (isinstance(name, str) and _FILE_NAME.fullmatch(name)) or name in (*CORE_FILES, "manifest.json"):
+        raise PokecardError(f"extra file name {name!r} must be a plain file name ([A-Za-z0-9._-]) other than {(*CORE_FILES, 'manifest.json')}")
+
+def _write_extras(staging:Path, extras:dict, changes:dict, cards:str) -> dict:
+    "Write the changed extra files (name -> (bytes, info), or None to drop one) into `staging`; the manifest's new `extras`. A per-card extra is stamped with the card set it was written for."
+    extras = dict(extras)
+    for name, change in changes.items():
+        _check_extra_name(name)
+        if change is None: extras.pop(name, None); (staging/name).unlink(missing_ok=True); continue
+        data, info = change
+        if not isinstance(data, (bytes, bytearray, memoryview)): raise PokecardError(f"extra file {name!r}: data must be bytes, got {type(data).__name__}")
+        atomic_write_bytes(staging/name, bytes(data))
+        info = dict(info or {})
+        extras[name] = {**info, "cards_sha256": cards} if info.get("per_card") else info
+    stale = [name for name, info in extras.items() if info.get("per_card") and info.get("cards_sha256") != cards]
+    if stale: raise PokecardError(f"the DB's extra file(s) {stale} are kept per card and must change with the cards: give an extras update that "
+                                  "rewrites them (for keypoints: pokecard.verify.keypoints_update)")
+    return extras
+
 def _write_db_files(staging:Path, embeddings:np.ndarray, row_card_ids:list, metadata:dict, manifest:dict,
-                    index:Index|None=None) -> dict:
-    "Write every DB file into `staging`; builds the usearch index from the float16 rows unless `index` holds them already."
+                    index:Index|None=None, extras_update=None, old_db=None) -> dict:
+    "Write every DB file into `staging` and then its manifest, the commit's last file; builds the usearch index from the float16 rows unless `index` holds them already."
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float16)
     with atomic_write(staging/"embeddings.npy") as f: np.save(f, embeddings, allow_pickle=False)
     if index is None:
@@ -211,8 +266,12 @@ def _write_db_files(staging:Path, embeddings:np.ndarray, row_card_ids:list, meta
     _save_index(index, staging/"cards.usearch")
     atomic_write_json(staging/"index.json", list(row_card_ids))
     atomic_write_json(staging/"metadata.json", metadata)
+    cards = cards_sha256(row_card_ids)
+    changes = extras_update(old_db, list(dict.fromkeys(row_card_ids))) if extras_update is not None else {}
+    if not isinstance(changes, dict): raise PokecardError(f"an extras update must return a dict name -> (bytes, info) or None, got {type(changes).__name__}")
+    extras = _write_extras(staging, manifest.get("extras", {}), changes, cards)
     counts = {"rows": len(row_card_ids), "cards": len(set(row_card_ids))}
-    return _write_manifest(staging, {**manifest, "dim": int(embeddings.shape[1]), "counts": counts})
+    return _write_manifest(staging, {**manifest, "dim": int(embeddings.shape[1]), "counts": counts, "cards_sha256": cards, "extras": extras})
 
 def _versions() -> dict:
     from importlib.metadata import version, PackageNotFoundError
@@ -235,8 +294,10 @@ def build_db(out_dir:str|Path,           # the DB folder to create or replace (a
              connectivity:int=HNSW_DEFAULTS["connectivity"],         # HNSW M
              expansion_add:int=HNSW_DEFAULTS["expansion_add"],       # HNSW efConstruction
              expansion_search:int=HNSW_DEFAULTS["expansion_search"], # HNSW ef at query time
+             extras_update=None,         # `f(None, card_ids) -> {name: (bytes, info)}`: extra files written in the same commit (e.g. keypoints)
+             thresholds:dict|None=None,  # open-set thresholds chosen for this model (see `set_thresholds`), stored in the same commit
             ) -> Path:
-    "Write a reference DB folder atomically; an existing DB at `out_dir` is replaced only once the new one is complete."
+    "Write a reference DB folder in one atomic commit; an existing DB at `out_dir` is replaced only once the new one is complete, and nothing else is ever replaced."
     embeddings = _unit_rows(embeddings, "embeddings")
     card_ids = _check_card_ids(card_ids, len(embeddings))
     embeddings, card_ids = _combine_rows(embeddings, card_ids, mode)
@@ -251,9 +312,10 @@ def build_db(out_dir:str|Path,           # the DB folder to create or replace (a
                     preprocessing=dict(preprocessing), dtype=dtype,
                     index=dict(metric="cos", dtype=dtype, connectivity=connectivity, expansion_add=expansion_add,
                                expansion_search=expansion_search), versions=_versions(), extras={})
+    if thresholds is not None: manifest |= _thresholds_entry(thresholds, model_info["sha256"], model_info["sha256"])
     with _staged(out_dir) as staging:
         for path in model_files: _copy_into(path, staging/path.name)
-        _write_db_files(staging, embeddings, card_ids, metadata, manifest)
+        _write_db_files(staging, embeddings, card_ids, metadata, manifest, extras_update=extras_update)
     return Path(out_dir)
 
 # %% ../nbs/06a_refdb.ipynb #63ffd9a5
@@ -264,16 +326,22 @@ class Hit(NamedTuple):
     row: int
 
 # %% ../nbs/06a_refdb.ipynb #459c9b65
-def _read_json(path:Path, what:str, db_dir:Path):
+def _read_json(path:Path, what:str, db_dir:Path, hint:str=REBUILD_HINT):
     try: return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError: raise PokecardError(f"{what} {path} is missing: the DB is incomplete; {REBUILD_HINT.format(db=db_dir)}") from None
+    except FileNotFoundError: raise PokecardError(f"{what} {path} is missing: the DB is incomplete; {hint.format(db=db_dir)}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PokecardError(f"{what} {path} is unreadable ({e}): the file is truncated or corrupted; {REBUILD_HINT.format(db=db_dir)}") from None
+        raise PokecardError(f"{what} {path} is unreadable ({e}): the file is truncated or corrupted; {hint.format(db=db_dir)}") from None
+
+def _not_a_db(db_dir:Path) -> PokecardError:
+    "The error for a folder that is not a DB at all (a scans folder, say): the hint builds into a new folder, never over this one."
+    return PokecardError(f"{db_dir} is not a pokecard reference DB (it has no manifest.json); to index the scans in it, build a DB into a new folder: "
+                         f"`pokecard index build --images {db_dir} --out {db_dir.parent/(db_dir.name + '-db')}`")
 
 def _read_manifest(db_dir:Path) -> dict:
     "The manifest, checked to be one of ours and of a version this code can read."
     if not db_dir.is_dir(): raise PokecardError(f"no reference DB at {db_dir}: build one with `pokecard index build --images DIR --out {db_dir}`")
-    manifest = _read_json(db_dir/"manifest.json", "manifest", db_dir)
+    if not (db_dir/"manifest.json").exists() and not (db_dir/"embeddings.npy").exists(): raise _not_a_db(db_dir)
+    manifest = _read_json(db_dir/"manifest.json", "manifest", db_dir, REMOVE_HINT)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise PokecardError(f"{db_dir/'manifest.json'} is not a pokecard reference DB manifest (format {FORMAT_NAME!r} expected)")
     version = manifest.get("format_version")
@@ -282,6 +350,20 @@ def _read_manifest(db_dir:Path) -> dict:
     for key in ("model", "dim", "dtype", "index", "counts", "files"):
         if key not in manifest: raise PokecardError(f"{db_dir/'manifest.json'} lacks {key!r}: the DB is incomplete; {REBUILD_HINT.format(db=db_dir)}")
     return manifest
+
+def _check_parts_agree(db_dir:Path, manifest:dict, row_card_ids:list) -> None:
+    "Refuse a DB whose parts were not written together: row ids vs counts, per-card extras (keypoints) vs the cards, thresholds vs the model."
+    problem, cards = None, cards_sha256(row_card_ids)
+    if manifest["counts"].get("cards") != len(set(row_card_ids)):
+        problem = f"the manifest counts {manifest['counts'].get('cards')} cards, index.json lists {len(set(row_card_ids))}"
+    elif manifest.get("cards_sha256", cards) != cards: problem = "the manifest was written for another set of cards than index.json lists"
+    for name, info in manifest.get("extras", {}).items():
+        if problem is None and "cards_sha256" in info and info["cards_sha256"] != cards:
+            problem = f"{name} was written for another set of cards than the vectors"
+    model_sha = manifest["model"].get("sha256")
+    if problem is None and manifest.get("thresholds") and manifest.get("thresholds_model_sha256", model_sha) != model_sha:
+        problem = "its open-set thresholds were chosen for another model than the one it carries"
+    if problem: raise PokecardError(f"DB {db_dir} is inconsistent: {problem} (an update was interrupted by an older pokecard, or the folder was edited); {REBUILD_HINT.format(db=db_dir)}")
 
 def _verify_files(db_dir:Path, manifest:dict, verify:str) -> None:
     "Check every file listed in the manifest: present, right size, and (verify='full') right sha256."
@@ -373,6 +455,7 @@ class ReferenceDB:
         row_card_ids = _read_json(db_dir/"index.json", "row index", db_dir)
         if not (isinstance(row_card_ids, list) and len(row_card_ids) == rows and all(isinstance(c, str) for c in row_card_ids)):
             raise PokecardError(f"{db_dir/'index.json'} must list {rows} card ids (one per row); {REBUILD_HINT.format(db=db_dir)}")
+        _check_parts_agree(db_dir, manifest, row_card_ids)
         metadata = _read_json(db_dir/"metadata.json", "card metadata", db_dir)
         if not isinstance(metadata, dict): raise PokecardError(f"{db_dir/'metadata.json'} must be a JSON object; {REBUILD_HINT.format(db=db_dir)}")
         embeddings = _load_embeddings(db_dir/"embeddings.npy", manifest, view)
@@ -455,9 +538,10 @@ def add_cards(db_dir:str|Path,           # an existing DB folder
               *,
               mode:str="prototype",      # several rows of one card: "prototype" (normalised mean) or "multi" (kept)
               on_existing:str="error",   # a card already in the DB: "error", "replace" (drop its old rows) or "append"
-              model_sha256:str|None=None # sha256 of the model that made `embeddings`; checked against the DB when given
+              model_sha256:str|None=None, # sha256 of the model that made `embeddings`; checked against the DB when given
+              extras_update=None         # `f(old_db, card_ids) -> {name: (bytes, info) | None}`: extras rewritten in the same commit
              ) -> Path:
-    "Add cards to a DB without a full rebuild; the folder is rewritten atomically."
+    "Add cards to a DB without a full rebuild, in one atomic commit (vectors, extras and manifest together)."
     _check_choice("on_existing", on_existing, ("error", "replace", "append"))
     db_dir = Path(db_dir).absolute()
     with _staged(db_dir) as staging:
@@ -477,27 +561,28 @@ def add_cards(db_dir:str|Path,           # an existing DB folder
             index = db.index  # opened with view=False: a loaded copy we may extend
             index.add(np.arange(db.rows, len(all_rows), dtype=np.uint64), new_rows.astype(np.float16).astype(np.float32), threads=INSERT_THREADS)
         _carry_files(db, staging)
-        _write_db_files(staging, all_rows, all_ids, merged_metadata, _kept_manifest(db), index=index)
+        _write_db_files(staging, all_rows, all_ids, merged_metadata, _kept_manifest(db), index=index, extras_update=extras_update, old_db=db)
     return db_dir
 
 def remove_cards(db_dir:str|Path,        # an existing DB folder
                  card_ids:list[str],     # the cards to drop (all of their rows)
                  *,
-                 missing_ok:bool=False   # ignore ids not in the DB instead of raising
+                 missing_ok:bool=False,  # ignore ids not in the DB instead of raising
+                 extras_update=None      # `f(old_db, card_ids) -> {name: (bytes, info) | None}`: extras rewritten in the same commit
                 ) -> Path:
-    "Remove cards from a DB, rebuilding its index from the remaining rows; the folder is rewritten atomically."
+    "Remove cards from a DB, rebuilding its index from the remaining rows, in one atomic commit."
     db_dir = Path(db_dir).absolute()
     if isinstance(card_ids, str): raise PokecardError(f"card_ids must be a list of card ids, got the string {card_ids!r}")
     with _staged(db_dir) as staging:
         db = _open_unlocked(db_dir)
-        drop = set(card_ids)
+        drop = set(map(str, card_ids))
         unknown = sorted(drop - set(db.card_ids))
         if unknown and not missing_ok: raise PokecardError(f"card(s) {unknown[:5]} are not in {db_dir}; pass missing_ok=True to ignore them")
         keep = [i for i, c in enumerate(db.row_card_ids) if c not in drop]
         if not keep: raise PokecardError(f"removing {len(drop)} card(s) would leave {db_dir} empty; delete the folder instead")
         _carry_files(db, staging)
         _write_db_files(staging, np.asarray(db.embeddings, dtype=np.float16)[keep], [db.row_card_ids[i] for i in keep],
-                        {c: v for c, v in db.metadata.items() if c not in drop}, _kept_manifest(db))
+                        {c: v for c, v in db.metadata.items() if c not in drop}, _kept_manifest(db), extras_update=extras_update, old_db=db)
     return db_dir
 
 # %% ../nbs/06a_refdb.ipynb #1d230bee
@@ -512,28 +597,38 @@ def _link_or_copy(source:Path, target:Path) -> None:
     except OSError: _copy_into(source, target)
 
 # %% ../nbs/06a_refdb.ipynb #512d2670
-def set_thresholds(db_dir:str|Path,     # an existing DB folder
-                   thresholds:dict      # e.g. {"match": 0.82, "uncertain": 0.7}: similarity cut-offs
-                  ) -> Path:
-    "Store open-set decision thresholds in the DB manifest (atomically)."
-    db_dir = Path(db_dir).absolute()
+def _thresholds_entry(thresholds:dict, for_model_sha256:str|None, db_model_sha256:str) -> dict:
+    "The manifest entries of open-set thresholds, checked to belong to the DB's model."
     if not isinstance(thresholds, dict) or not all(isinstance(k, str) for k in thresholds):
         raise PokecardError(f"thresholds must be a dict name -> value, got {thresholds!r}")
-    with _db_lock(db_dir):
-        _recover(db_dir)
-        manifest = _read_manifest(db_dir)
-        atomic_write_json(db_dir/"manifest.json", {**manifest, "thresholds": thresholds, "updated": _now()})
+    if for_model_sha256 is not None and for_model_sha256 != db_model_sha256:
+        raise PokecardError(f"these thresholds were chosen for the model with sha256 {for_model_sha256[:12]}…, the DB carries {db_model_sha256[:12]}…: "
+                            "choose thresholds with the DB's model")
+    return {"thresholds": dict(thresholds), "thresholds_model_sha256": db_model_sha256}
+
+def set_thresholds(db_dir:str|Path,     # an existing DB folder
+                   thresholds:dict,     # e.g. {"match_similarity": 0.82, ...}: the open-set cut-offs
+                   model_sha256:str|None=None # sha256 of the model they were chosen with; must be the DB's model when given
+                  ) -> Path:
+    "Store open-set decision thresholds in the DB, in one atomic commit (the other files carried as they are)."
+    db_dir = Path(db_dir).absolute()
+    _thresholds_entry(thresholds, None, "")  # bad input fails before the DB is touched
+    with _staged(db_dir) as staging:
+        db = _open_unlocked(db_dir)
+        for file_name in CORE_FILES: _link_or_copy(db_dir/file_name, staging/file_name)
+        _carry_files(db, staging)
+        manifest = {k: v for k, v in db.manifest.items() if k not in ("files", "updated")}
+        _write_manifest(staging, manifest | _thresholds_entry(thresholds, model_sha256, db.manifest["model"]["sha256"]))
     return db_dir
 
 def write_extra(db_dir:str|Path,        # an existing DB folder
                 name:str,               # file name inside the DB, e.g. "keypoints.npz"
                 data:bytes,             # the file's content
-                info:dict|None=None     # what it is, stored as manifest["extras"][name]
+                info:dict|None=None     # what it is, stored as manifest["extras"][name]; `per_card: True` ties it to the DB's cards
                ) -> Path:
-    "Add or replace an extra checksummed file in the DB; the folder is rewritten atomically."
+    "Add or replace an extra checksummed file in the DB, in one atomic commit."
     db_dir = Path(db_dir).absolute()
-    if not (isinstance(name, str) and _FILE_NAME.fullmatch(name)) or name in (*CORE_FILES, "manifest.json"):
-        raise PokecardError(f"extra file name {name!r} must be a plain file name ([A-Za-z0-9._-]) other than {(*CORE_FILES, 'manifest.json')}")
+    _check_extra_name(name)
     if not isinstance(data, (bytes, bytearray, memoryview)): raise PokecardError(f"extra file data must be bytes, got {type(data).__name__}")
     with _staged(db_dir) as staging:
         db = _open_unlocked(db_dir)
@@ -541,9 +636,9 @@ def write_extra(db_dir:str|Path,        # an existing DB folder
             raise PokecardError(f"{name!r} is a model file of the DB {db_dir}, not an extra: rebuild the DB to change its model")
         for file_name in CORE_FILES: _link_or_copy(db_dir/file_name, staging/file_name)
         _carry_files(db, staging, skip=(name,))
-        atomic_write_bytes(staging/name, bytes(data))
         manifest = {k: v for k, v in db.manifest.items() if k not in ("files", "updated")}
-        _write_manifest(staging, {**manifest, "extras": {**manifest.get("extras", {}), name: dict(info or {})}})
+        extras = _write_extras(staging, manifest.get("extras", {}), {name: (data, info)}, cards_sha256(db.row_card_ids))
+        _write_manifest(staging, {**manifest, "extras": extras})
     return db_dir
 
 # %% ../nbs/06a_refdb.ipynb #93ebf0c5

@@ -21,8 +21,8 @@ from .refdb import ReferenceDB, write_extra
 __all__ = ['VERIFY_SIZE', 'MAX_KEYPOINTS', 'REFERENCE_BLUR', 'DESCRIPTOR_BYTES', 'KEYPOINTS_FILE', 'KEYPOINTS_FORMAT',
            'KEYPOINTS_VERSION', 'MIN_INLIERS', 'ART_BAND', 'RANSAC_THRESHOLD', 'MAX_CORNER_SHIFT', 'LOWE_RATIO',
            'TIE_TOLERANCE', 'VERIFICATION_MODES', 'card_array', 'card_grey', 'extract_keypoints', 'KeypointSettings',
-           'KeypointStore', 'keypoints_blob', 'load_keypoints', 'db_keypoint_settings', 'add_keypoints_to_db',
-           'card_corners', 'card_like', 'match_card', 'verify_candidates', 'rerank', 'Verifier']
+           'KeypointStore', 'keypoints_blob', 'load_keypoints', 'db_keypoint_settings', 'keypoints_update',
+           'add_keypoints_to_db', 'card_corners', 'card_like', 'match_card', 'verify_candidates', 'rerank', 'Verifier']
 
 # %% ../nbs/08c_verify.ipynb #6412f870
 VERIFY_SIZE = (320, 447)  # (W, H) the card is resized to before ORB (63:88); keypoints are in these pixels
@@ -203,6 +203,35 @@ def db_keypoint_settings(db_dir:str|Path # a reference DB folder
     if KEYPOINTS_FILE not in db.manifest.get("extras", {}): return None
     return load_keypoints(db.read_extra(KEYPOINTS_FILE)).settings
 
+def _stored_keypoints(db:ReferenceDB|None) -> KeypointStore|None:
+    return load_keypoints(db.read_extra(KEYPOINTS_FILE)) if db is not None and KEYPOINTS_FILE in db.manifest.get("extras", {}) else None
+
+def _keypoints_file(per_card:dict, settings:KeypointSettings) -> tuple[bytes, dict]:
+    "The keypoints extra file and its manifest entry (a per-card extra: tied to the DB's card set)."
+    total = sum(len(points) for points, _ in per_card.values())
+    return keypoints_blob(per_card, settings), {"format": KEYPOINTS_FORMAT, "version": KEYPOINTS_VERSION, "cards": len(per_card), "keypoints": total,
+                                                "settings": {**asdict(settings), "size": list(settings.size)}, "per_card": True}
+
+def keypoints_update(extracted:Mapping|None=None, # card_id -> (points, descriptors) of new or changed cards, made with `settings`
+                     settings:KeypointSettings|None=None, # how `extracted` were made (default: the stored settings, else KeypointSettings())
+                     replace:bool=False, # True: keep none of the stored keypoints, only `extracted`
+                     replaced=() # cards whose vectors are replaced: their stored keypoints go too (new ones come in `extracted`, if any)
+                    ):
+    "An `extras_update` for `refdb.build_db`/`add_cards`/`remove_cards`: the DB's keypoints for its new card set (stored ones of cards still there, plus `extracted`), in the same commit."
+    extracted = dict(extracted or {})
+    def update(db:ReferenceDB|None, card_ids:list) -> dict:
+        stored = None if replace else _stored_keypoints(db)
+        if stored is None and not extracted: return {}  # no keypoints before, none now
+        if stored is not None and settings is not None and settings != stored.settings:
+            raise PokecardError(f"the DB's keypoints were extracted with {stored.settings}, these with {settings}: rebuild the DB to change the keypoint settings")
+        unknown = [c for c in extracted if c not in set(card_ids)]
+        if unknown: raise PokecardError(f"keypoints of card(s) {unknown[:5]} that the DB will not hold")
+        keep = set(card_ids) - set(replaced)
+        per_card = {c: (stored.points[a:b], stored.descriptors[a:b]) for c, (a, b) in stored._rows.items() if c in keep} if stored is not None else {}
+        per_card.update(extracted)
+        return {KEYPOINTS_FILE: _keypoints_file(per_card, settings or (stored.settings if stored is not None else KeypointSettings()))}
+    return update
+
 def add_keypoints_to_db(db_dir:str|Path, # an existing reference DB folder
                         images_by_card:Mapping, # card_id -> its reference image: PIL image, uint8 array or image path
                         *,
@@ -210,32 +239,28 @@ def add_keypoints_to_db(db_dir:str|Path, # an existing reference DB folder
                         replace:bool=False, # True: write only these cards' keypoints; False: merge with the stored ones
                         extracted:Mapping|None=None # card_id -> (points, descriptors) already extracted with `settings` (no image decoded again)
                        ) -> dict:
-    "Extract the reference keypoints of `images_by_card` and store them in the DB (atomically), with any `extracted` ones; returns counts and sizes."
+    "Extract the reference keypoints of `images_by_card` and store them in the DB (one atomic commit), with any `extracted` ones; returns counts and sizes."
     log = get_logger("verify")
     db = ReferenceDB.open(db_dir, verify="fast")
     if extracted and settings is None: raise PokecardError("add_keypoints_to_db: pass the settings the `extracted` keypoints were made with")
     unknown = [c for c in [*images_by_card, *(extracted or {})] if c not in db]
     if unknown: raise PokecardError(f"card(s) {unknown[:5]}{' …' if len(unknown) > 5 else ''} are not in the DB {db.db_dir}: add them with refdb.add_cards first")
-    stored = load_keypoints(db.read_extra(KEYPOINTS_FILE)) if not replace and KEYPOINTS_FILE in db.manifest.get("extras", {}) else None
+    stored = None if replace else _stored_keypoints(db)
     if stored is not None and settings is not None and settings != stored.settings:
         raise PokecardError(f"the DB's keypoints were extracted with {stored.settings}, you ask for {settings}: pass replace=True "
                             "with the images of every card to re-extract them all")
     settings = settings or (stored.settings if stored is not None else KeypointSettings())
-    per_card = {c: (stored.points[a:b], stored.descriptors[a:b]) for c, (a, b) in stored._rows.items() if c in db} if stored is not None else {}
-    per_card.update(extracted or {})
-    added, skipped = list(extracted or {}), []
+    new, skipped = dict(extracted or {}), []
     for card_id, image in images_by_card.items():
-        try: per_card[card_id] = settings.extract(image, reference=True)
+        try: new[card_id] = settings.extract(image, reference=True)
         except PokecardError as error:
             log.warning(f"keypoints of {card_id} skipped: {error}")
-            skipped.append(card_id); continue
-        added.append(card_id)
-    blob = keypoints_blob(per_card, settings)
-    total = sum(len(points) for points, _ in per_card.values())
-    write_extra(db.db_dir, KEYPOINTS_FILE, blob, {"format": KEYPOINTS_FORMAT, "version": KEYPOINTS_VERSION, "cards": len(per_card),
-                                                  "keypoints": total, "settings": {**asdict(settings), "size": list(settings.size)}})
-    return {"cards": len(per_card), "added": len(added), "skipped": skipped, "keypoints": total, "bytes": len(blob),
-            "bytes_per_card": len(blob) / max(1, len(per_card))}
+            skipped.append(card_id)
+    changes = keypoints_update(new, settings, replace)(db, db.card_ids) or {KEYPOINTS_FILE: _keypoints_file({}, settings)}
+    blob, info = changes[KEYPOINTS_FILE]
+    write_extra(db.db_dir, KEYPOINTS_FILE, blob, info)
+    return {"cards": info["cards"], "added": len(new), "skipped": skipped, "keypoints": info["keypoints"], "bytes": len(blob),
+            "bytes_per_card": len(blob) / max(1, info["cards"])}
 
 # %% ../nbs/08c_verify.ipynb #0746b1a7
 MIN_INLIERS = 10          # a candidate "verifies" with at least this many artwork-band inliers on a card-like homography
