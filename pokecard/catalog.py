@@ -11,16 +11,16 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
-import pandas as pd
 from PIL import Image
 from .core import PokecardError, atomic_write, atomic_write_bytes, get_logger
 from .images import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, scan_image_folder, validate_card_id
 
 # %% auto #0
-__all__ = ['CATALOG_COLUMNS', 'LIST_COLUMNS', 'BOOL_COLUMNS', 'load_sets', 'metadata_set_ids', 'load_metadata', 'split_card_id',
-           'natural_key', 'card_record', 'catalog_frame', 'catalog_from_folder', 'catalog_from_class_folders',
-           'save_catalog', 'load_catalog', 'reprint_groups', 'reprint_mask', 'DownloadSummary', 'ImageRejected',
-           'check_image_response', 'existing_image', 'download_images', 'download_main']
+__all__ = ['CATALOG_COLUMNS', 'LIST_COLUMNS', 'BOOL_COLUMNS', 'CARD_METADATA_FIELDS', 'load_sets', 'metadata_set_ids',
+           'load_metadata', 'split_card_id', 'natural_key', 'card_record', 'catalog_frame', 'catalog_from_folder',
+           'catalog_from_class_folders', 'read_card_metadata', 'save_catalog', 'load_catalog', 'reprint_groups',
+           'reprint_mask', 'DownloadSummary', 'ImageRejected', 'check_image_response', 'existing_image',
+           'download_images', 'download_main']
 
 # %% ../nbs/01c_catalog.ipynb #10ba5aa6
 def _metadata_layout(metadata_dir:str|Path) -> tuple[Path, Path]:
@@ -101,14 +101,23 @@ def card_record(card_id:str,       # a validated card id
                 release_date=text(set_info.get("releaseDate")).replace("/", "-"), source=source,
                 image_url=text((meta.get("images") or {}).get("large")), has_metadata=bool(meta))
 
+def _pandas():
+    "pandas, imported when a DataFrame is built (the Pi install has none), or a clear error."
+    try: import pandas
+    except ImportError:
+        raise PokecardError("the catalog table needs pandas, which is not installed: pip install 'pokecard[train]' "
+                            "(on the Pi, pokecard.catalog.read_card_metadata gives the card fields without pandas)") from None
+    return pandas
+
 def catalog_frame(records:list[dict] # rows from `card_record`
                  ) -> pd.DataFrame:
     "The catalog DataFrame: columns in `CATALOG_COLUMNS` order, rows sorted by card id (naturally)."
     records = sorted(records, key=lambda r: natural_key(r["card_id"]))
-    return pd.DataFrame(records, columns=CATALOG_COLUMNS).reset_index(drop=True)
+    return _pandas().DataFrame(records, columns=CATALOG_COLUMNS).reset_index(drop=True)
 
 # %% ../nbs/01c_catalog.ipynb #1ea47858
-def _catalog(found:dict[str, list[Path]], metadata_dir, source:str) -> pd.DataFrame:
+def _card_records(found:dict[str, list[Path]], metadata_dir, source:str) -> list[dict]:
+    "One `card_record` per card of `found` (card id -> image files), the metadata of only the sets they use; cards without metadata are reported."
     metadata, sets = {}, {}
     if metadata_dir is not None:
         metadata = load_metadata(metadata_dir, {split_card_id(card_id)[0] for card_id in found})
@@ -118,7 +127,10 @@ def _catalog(found:dict[str, list[Path]], metadata_dir, source:str) -> pd.DataFr
     if metadata_dir is not None and missing:
         get_logger("catalog").warning(f"{len(missing)} of {len(records)} cards have no metadata in {metadata_dir} "
                                       f"(e.g. {', '.join(missing[:5])}): set and number come from the id, name is empty")
-    return catalog_frame(records)
+    return records
+
+def _catalog(found:dict[str, list[Path]], metadata_dir, source:str) -> pd.DataFrame:
+    return catalog_frame(_card_records(found, metadata_dir, source))
 
 def catalog_from_folder(images_dir:str|Path,   # scans named `<card_id>.<png|jpg|jpeg|webp>`, any depth
                         metadata_dir:str|Path|None=None # a pokemon-tcg-data folder, optional
@@ -146,6 +158,16 @@ def catalog_from_class_folders(root:str|Path, # the folder holding one sub-folde
         else: log.warning(f"skipped folder {folder}: no {'/'.join(IMAGE_EXTENSIONS)} images inside")
     if not found: raise PokecardError(f"no class folders with images under {root}: expected {root}/<card_id>/<name>.<ext>")
     return _catalog(found, metadata_dir, "class_folders")
+
+# %% ../nbs/01c_catalog.ipynb #dce093f7
+CARD_METADATA_FIELDS = ("name", "set_id", "set_name", "number", "rarity", "supertype", "image_url")  # what a reference DB keeps of each card
+
+def read_card_metadata(metadata_dir:str|Path|None, # a pokemon-tcg-data folder; None = only what the ids tell (set and number)
+                       card_ids # the cards wanted, e.g. the keys of `scan_image_folder(...)`
+                      ) -> dict[str, dict]:
+    "Card id -> its `CARD_METADATA_FIELDS` as strings (\"\" when unknown), read from the metadata JSON without pandas; cards without metadata are reported."
+    records = _card_records({card_id: [] for card_id in card_ids}, metadata_dir, "folder")
+    return {r["card_id"]: {f: r[f] for f in CARD_METADATA_FIELDS} for r in records}
 
 # %% ../nbs/01c_catalog.ipynb #4761bd3d
 def _has_pyarrow() -> bool:
@@ -176,7 +198,8 @@ def load_catalog(path:str|Path # a file written by `save_catalog` (a missing `.p
     "Read a catalog back, list and boolean columns restored."
     path = Path(path)
     if not path.is_file() and path.suffix == ".parquet" and path.with_suffix(".csv").is_file(): path = path.with_suffix(".csv")
-    if not path.is_file(): raise PokecardError(f"catalog {path} not found; build one with catalog_from_folder(...) and save_catalog(...)")
+    if not path.is_file(): raise PokecardError(f"catalog {path} not found; the 01_data stage writes it (pokecard run PARAMS --stages 01), or build one with catalog_from_folder and save_catalog")
+    pd = _pandas()
     if path.suffix == ".parquet":
         catalog = pd.read_parquet(path)
         for column in LIST_COLUMNS:

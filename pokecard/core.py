@@ -6,19 +6,21 @@ Docs: https://pokecard.github.io/pokecard/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #a28754cf
 from __future__ import annotations
-import configparser, contextlib, dataclasses, hashlib, importlib, json, logging, os, random, sys, tempfile, time, typing
+import configparser, contextlib, dataclasses, hashlib, importlib, json, logging, math, os, random, re, sys, tempfile, time, typing
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import numpy as np, yaml
 
 # %% auto #0
-__all__ = ['SITE_DEFAULTS', 'SITE_CHOICES', 'STAGE_PARAMS', 'STAGES', 'PokecardError', 'get_logger', 'project_root',
+__all__ = ['SITE_DEFAULTS', 'SITE_CHOICES', 'STAGE_PARAMS', 'RUN_NAME_MAX_LENGTH', 'AT_LEAST_0', 'AT_LEAST_1', 'POSITIVE',
+           'FRACTION', 'PHOTO_PRESET_NAMES', 'PARAM_CHECKS', 'STAGES', 'PokecardError', 'get_logger', 'project_root',
            'SiteSettings', 'site_settings', 'atomic_write', 'atomic_write_bytes', 'atomic_write_text',
            'atomic_write_json', 'file_sha256', 'json_sha256', 'choices', 'DataParams', 'TeacherParams', 'DistillParams',
-           'HardnegParams', 'QuantizeParams', 'IndexParams', 'AnalysisParams', 'PiParams', 'Experiment',
-           'experiment_from_dict', 'read_params_yaml', 'load_params', 'params_dict', 'Stage', 'get_stage', 'run_dir',
-           'stage_dir', 'stage_params_hash', 'package_versions', 'write_manifest', 'read_manifest', 'stale_reason',
-           'stage_lock', 'ensure_stage', 'seed_everything', 'choose_device', 'StageTimer']
+           'HardnegParams', 'QuantizeParams', 'IndexParams', 'AnalysisParams', 'PiParams', 'Experiment', 'Range',
+           'Items', 'RunName', 'experiment_from_dict', 'read_params_yaml', 'load_params', 'params_dict', 'Stage',
+           'get_stage', 'run_dir', 'stage_dir', 'stage_params_hash', 'package_versions', 'write_manifest',
+           'read_manifest', 'stale_reason', 'stage_lock', 'ensure_stage', 'seed_everything', 'choose_device',
+           'StageTimer']
 
 # %% ../nbs/00_core.ipynb #e63c826c
 class PokecardError(Exception):
@@ -153,6 +155,8 @@ class DataParams:
     query_preset: str = choices("medium", "easy", "hard")  # photo simulator strength for queries
     query_seed: int = 1_000_003          # seed of the query photos, disjoint from training seeds
     image_size: int = 224                # model input side
+    eval_presets: list = field(default_factory=lambda: ["easy", "medium", "hard"])  # photo presets of the report queries and the validation photos (queries_per_card / val_per_card per preset; empty = [query_preset])
+    val_per_card: int = 1                # validation photos per card per preset (own seeds); every choice (best epoch, stage-2 keep/drop, thresholds) is made on them
 
 @dataclass
 class TeacherParams:
@@ -182,6 +186,12 @@ class DistillParams:
     amp: str = choices("auto", "off", "bf16", "fp16")  # mixed precision on GPU
     num_workers: int = 0                 # DataLoader workers
     max_steps: int = 6                   # stop after this many steps per epoch (0 = full epoch)
+    views: str = choices("deploy", "crop")  # training photos: deploy = simulated photo -> finder-error corners -> rectify -> to_model_input, presets mixed, damage widened; crop = simulate_crop at teacher.view_preset
+    damage_spread: float = 1.0           # deploy views: how far damage ranges reach beyond the presets' (0 = the presets exactly)
+    scene_share: float = 0.2             # deploy views: share rendered as scene photos (perspective, any rotation) instead of close framed photos
+    objective: str = choices("both", "distill", "identity")  # distill: teacher terms only; identity: normalised-softmax over training cards only; both: their sum
+    identity_weight: float = 1.0         # weight of the identity term under objective both
+    identity_temperature: float = 0.05   # identity softmax temperature on cosine similarities
 
 @dataclass
 class HardnegParams:
@@ -243,7 +253,7 @@ class Experiment:
     pi: PiParams = field(default_factory=PiParams)
     source: str = field(default="defaults", compare=False)  # where the params came from (not a parameter)
 
-# %% ../nbs/00_core.ipynb #a26d6af4
+# %% ../nbs/00_core.ipynb #0aebddaf
 def _type_ok(value, annotation) -> bool:
     if annotation in ("float", float): return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation in ("int", int): return isinstance(value, int) and not isinstance(value, bool)
@@ -252,12 +262,77 @@ def _type_ok(value, annotation) -> bool:
     if annotation in ("list", list): return isinstance(value, list)
     return True
 
+@dataclass(frozen=True)
+class Range:
+    "The values a numeric parameter may take: from `low` (excluded when `low_open`) up to `high`."
+    low: float|None = None   # smallest value; None = no lower bound
+    high: float|None = None  # largest value; None = no upper bound
+    low_open: bool = False   # True: `low` itself is not allowed (> instead of >=)
+
+    def __str__(self):
+        if self.low is not None and self.high is not None: return f"in {'(' if self.low_open else '['}{self.low}, {self.high}]"
+        return f"{'>' if self.low_open else '>='} {self.low}" if self.low is not None else f"<= {self.high}"
+
+    def problem(self, value) -> str|None:
+        "Why `value` is not allowed (None when it is)."
+        if isinstance(value, float) and not math.isfinite(value): return f"must be a finite number {self}"
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        return f"must be {self}" if too_low or (self.high is not None and value > self.high) else None
+
+@dataclass(frozen=True)
+class Items:
+    "What each element of a list parameter must be: of type `kind`, one of `choices` and in `range` when given."
+    kind: type = str
+    choices: tuple = ()
+    range: Range|None = None
+
+    def problem(self, values:list) -> str|None:
+        for i, value in enumerate(values):
+            if not _type_ok(value, self.kind): return f"item {i} ({value!r}) must be {self.kind.__name__}"
+            if self.choices and value not in self.choices: return f"item {i} ({value!r}) must be one of {', '.join(self.choices)}"
+            if self.range and (why := self.range.problem(value)): return f"item {i} ({value!r}) {why}"
+        return None
+
+RUN_NAME_MAX_LENGTH = 64
+_RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+class RunName:
+    "A run name: exactly one folder directly under the outputs root (`outputs/<run>/`)."
+    rule = (f"a run name is one folder name under the outputs root: 1-{RUN_NAME_MAX_LENGTH} letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (no '/', no '..'), e.g. run: quick")
+    def problem(self, value:str) -> str|None:
+        ok = len(value) <= RUN_NAME_MAX_LENGTH and _RUN_NAME_PATTERN.fullmatch(value) and ".." not in value
+        return None if ok else self.rule
+
+AT_LEAST_0, AT_LEAST_1, POSITIVE, FRACTION = Range(0), Range(1), Range(0, low_open=True), Range(0, 1)
+PHOTO_PRESET_NAMES = ("clean", "easy", "medium", "hard")  # pokecard.photos.PHOTO_PRESETS (this bottom layer cannot import it)
+
+PARAM_CHECKS = {  # dataclass -> field -> its allowed values (types and choices are checked from the dataclass itself)
+    Experiment: dict(run=RunName(), seed=AT_LEAST_0),
+    DataParams: dict(n_cards=AT_LEAST_1, n_sets=AT_LEAST_1, reprint_fraction=FRACTION, heldout_sets=Items(str), n_heldout_sets=AT_LEAST_0,
+                     queries_per_card=AT_LEAST_1, query_seed=AT_LEAST_0, image_size=Range(32, 1024),
+                     eval_presets=Items(str, PHOTO_PRESET_NAMES), val_per_card=AT_LEAST_0),
+    TeacherParams: dict(views_per_card=AT_LEAST_1, batch_size=AT_LEAST_1, compare=Items(str), project_dim=AT_LEAST_0),
+    DistillParams: dict(embed_dim=AT_LEAST_0, freeze_blocks=AT_LEAST_0, epochs=AT_LEAST_1, batch_size=AT_LEAST_1, lr=POSITIVE,
+                        weight_decay=AT_LEAST_0, warmup_epochs=AT_LEAST_0, alpha=FRACTION, temperature=POSITIVE, grad_clip=AT_LEAST_0,
+                        num_workers=AT_LEAST_0, max_steps=AT_LEAST_0, damage_spread=AT_LEAST_0, scene_share=FRACTION,
+                        identity_weight=AT_LEAST_0, identity_temperature=POSITIVE),
+    HardnegParams: dict(epochs=AT_LEAST_1, lr=POSITIVE, weight_decay=AT_LEAST_0, warmup_epochs=AT_LEAST_0, margin=Range(0, 2),
+                        positives=AT_LEAST_1, negatives=AT_LEAST_1, anchors_per_batch=AT_LEAST_1, distill_weight=AT_LEAST_0,
+                        refresh_steps=AT_LEAST_0, max_steps=AT_LEAST_0),
+    QuantizeParams: dict(opset=Range(13), calib_size=AT_LEAST_1),  # per-channel QDQ quantisation needs opset 13+
+    IndexParams: dict(scale_tests=Items(int, range=AT_LEAST_1)),
+    AnalysisParams: dict(umap_neighbors=Range(2), max_points=AT_LEAST_1, kmeans_clusters=AT_LEAST_1),
+    PiParams: dict(top_k=AT_LEAST_1, scene_photos=AT_LEAST_1, verify_photos=AT_LEAST_1, verify_presets=Items(str, PHOTO_PRESET_NAMES)),
+}
+
+# %% ../nbs/00_core.ipynb #a26d6af4
 def _section(cls, values, where:str):
     "Build dataclass `cls` from dict `values`, naming `where` in errors."
     if values is None: values = {}
     if not isinstance(values, dict): raise PokecardError(f"{where}: expected a mapping of keys, got {type(values).__name__}")
     valid = {f.name: f for f in fields(cls) if f.compare}  # Experiment.source is bookkeeping, not a parameter
-    kwargs = {}
+    checks, kwargs = PARAM_CHECKS.get(cls, {}), {}
     for key, value in values.items():
         if key not in valid:
             raise PokecardError(f"unknown parameter {key!r} in {where}; valid: {', '.join(valid)}")
@@ -267,6 +342,8 @@ def _section(cls, values, where:str):
             raise PokecardError(f"parameter {key!r} in {where} must be {spec.type}, got {value!r}{hint}")
         if "choices" in spec.metadata and value not in spec.metadata["choices"]:
             raise PokecardError(f"parameter {key!r} in {where} is {value!r}; valid: {', '.join(map(str, spec.metadata['choices']))}")
+        if key in checks and (problem := checks[key].problem(value)):
+            raise PokecardError(f"parameter {key!r} in {where} is {value!r}: {problem}")
         kwargs[key] = float(value) if spec.type in ("float", float) else value
     return cls(**kwargs)
 
@@ -290,16 +367,26 @@ def _merge(base:dict, override:dict) -> dict:
         merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
     return merged
 
-def read_params_yaml(path:str|Path) -> dict:
-    "Read a params YAML as a dict, following `extends:` (relative to the file)."
+def read_params_yaml(path:str|Path, # a params file
+                     _extended_by:tuple=() # the files that extend this one, outermost first (cycles, error messages)
+                    ) -> dict:
+    "Read a params YAML as a dict, following `extends:` (relative to the file); each file's own keys are checked, naming that file."
     path = Path(path)
-    if not path.is_file(): raise PokecardError(f"params file {path} not found; the examples are in {project_root()/'params'}")
+    via = f" (extended by {_extended_by[-1]})" if _extended_by else ""
+    if not path.is_file(): raise PokecardError(f"params file {path}{via} not found; the examples are in {project_root()/'params'}")
     try: values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e: raise PokecardError(f"{path} is not valid YAML: {e}") from None
-    if not isinstance(values, dict): raise PokecardError(f"{path} must be a mapping of sections, got {type(values).__name__}")
-    if parent := values.pop("extends", None):
-        values = _merge(read_params_yaml(path.parent/parent), values)
-    return values
+    except yaml.YAMLError as e: raise PokecardError(f"{path}{via} is not valid YAML: {e}") from None
+    if not isinstance(values, dict): raise PokecardError(f"{path}{via} must be a mapping of sections, got {type(values).__name__}")
+    try: experiment_from_dict(values, source=str(path))  # this file's keys, types and ranges, with this file named
+    except PokecardError as e: raise PokecardError(f"{e}{via}") from None
+    if "extends" not in values: return values
+    parent = values.pop("extends")
+    if not isinstance(parent, str) or not parent.strip():
+        raise PokecardError(f"parameter 'extends' in {path}{via} is {parent!r}: it must name one other params file, e.g. extends: quick.yaml")
+    parent_path, chain = path.parent/parent, (*_extended_by, path)
+    if parent_path.resolve() in {p.resolve() for p in chain}:
+        raise PokecardError(f"parameter 'extends' in {path} makes a cycle: {' -> '.join(map(str, (*chain, parent_path)))}; remove one of these extends")
+    return _merge(read_params_yaml(parent_path, chain), values)
 
 def load_params(path:str|Path) -> Experiment:
     "Load and validate an experiment YAML."
@@ -337,7 +424,9 @@ def get_stage(name:str) -> Stage:
     raise PokecardError(f"unknown stage {name!r}; stages: {', '.join(s.name for s in STAGES)}")
 
 def run_dir(experiment:Experiment) -> Path:
-    "outputs/<run>/ for this experiment (outputs root from the site settings)."
+    "outputs/<run>/ for this experiment (outputs root from the site settings); the run name must be one plain folder name."
+    if problem := RunName().problem(experiment.run) if isinstance(experiment.run, str) else RunName.rule:
+        raise PokecardError(f"run name {experiment.run!r} (from {experiment.source}): {problem}")
     return site_settings().outputs_root/experiment.run
 
 def stage_dir(experiment:Experiment, stage:str, create:bool=True) -> Path:

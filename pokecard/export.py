@@ -13,10 +13,11 @@ from .core import PokecardError, atomic_write, atomic_write_bytes, atomic_write_
 from .images import validate_card_id
 
 # %% auto #0
-__all__ = ['CALIB_NAMES', 'CALIBRATION_METHODS', 'HAILO_ARCHS', 'HAILO_SDK_MISSING', 'onnx_io_info', 'export_onnx', 'cpu_session',
-           'onnx_embed', 'onnx_parity', 'select_calibration', 'save_calibration', 'load_calibration',
-           'UInt8CalibrationReader', 'quantize_int8', 'embedding_agreement', 'latency_table', 'hailo_graph_plan',
-           'hef_info', 'hailo_model_script', 'compile_hailo', 'compile_hailo_main']
+__all__ = ['EMBEDDER_INTERFACE', 'CALIB_NAMES', 'CALIBRATION_METHODS', 'HAILO_ARCHS', 'HAILO_SDK_MISSING', 'embedder_error',
+           'onnx_io_info', 'export_onnx', 'cpu_session', 'onnx_embed', 'embedder_interface', 'onnx_parity',
+           'select_calibration', 'save_calibration', 'load_calibration', 'UInt8CalibrationReader', 'quantize_int8',
+           'embedding_agreement', 'latency_table', 'hailo_graph_plan', 'hef_info', 'hailo_model_script',
+           'compile_hailo', 'compile_hailo_main']
 
 # %% ../nbs/05a_export.ipynb #5eb608c5
 def _nhwc_uint8_wrapper(model):
@@ -57,11 +58,38 @@ def _tidy_graph(proto):
     graph.value_info.extend(kept_values)
     return proto
 
+# %% ../nbs/05a_export.ipynb #d0e90190
+EMBEDDER_INTERFACE = "uint8 (N, S, S, 3) RGB image -> (N, D) float embedding"  # what every deployable model takes and gives
+
+def embedder_error(model_path, # the model file that is wrong
+                   problem:str # what is wrong with it, e.g. "is not an ONNX model"
+                  ) -> PokecardError:
+    "The one-line error for a model file that is not a pokecard embedder: the file, the problem and the interface expected."
+    return PokecardError(f"model {model_path} {problem}; pokecard needs an ONNX embedding model: {EMBEDDER_INTERFACE} "
+                         "(the 05_quantize stage exports one: student_int8.onnx or student.onnx)")
+
+def _first_line(error:Exception, limit:int=200) -> str:
+    "An exception's message as one short line (ONNX Runtime's load errors lose their `[ONNXRuntimeError] ... failed:` prefix)."
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    text = text.split("failed:", 1)[-1].strip() if text.startswith("[ONNXRuntimeError]") else text
+    return text if len(text) <= limit else text[:limit] + "…"
+
+def _model_file(model_path) -> Path:
+    "`model_path` as a Path, or a one-line error when it is missing or not a file."
+    path = Path(model_path)
+    if not path.exists(): raise embedder_error(path, "not found")
+    if not path.is_file(): raise embedder_error(path, "is not a file")
+    return path
+
 # %% ../nbs/05a_export.ipynb #3f7d950a
 def onnx_io_info(onnx_path) -> dict:
     "Names, shapes (`'batch'` for a symbolic dim) and element types of an ONNX model's first input and output."
     import onnx
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    path = _model_file(onnx_path)
+    try: graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as error: raise embedder_error(path, f"is not an ONNX model ({type(error).__name__}: {_first_line(error)})") from None
+    if not [v for v in graph.input if v.name not in {i.name for i in graph.initializer}] or not graph.output:
+        raise embedder_error(path, "is not an ONNX model (no graph inputs or outputs)")
     def describe(value):
         tensor = value.type.tensor_type
         return dict(name=value.name, shape=[d.dim_param or d.dim_value for d in tensor.shape.dim],
@@ -108,21 +136,22 @@ def cpu_session(model_path, # an .onnx file
                ):
     "An ONNX Runtime session on the CPU execution provider, with exact int8 arithmetic on x86."
     import onnxruntime as ort
-    path = Path(model_path)
-    if not path.is_file(): raise PokecardError(f"ONNX model {path} not found; export it first (export_onnx / quantize_int8)")
+    path = _model_file(model_path)
     options = ort.SessionOptions()
     if threads: options.intra_op_num_threads = int(threads)
     options.log_severity_level = 3
     options.add_session_config_entry("session.x64quantprecision", "1")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try: return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error: raise embedder_error(path, f"is not an ONNX model (ONNX Runtime cannot load it: {_first_line(error)})") from None
 
-def _check_images(images, what:str="images", size:int|None=None) -> np.ndarray:
+def _check_images(images, what:str="images", size:int|tuple|None=None) -> np.ndarray:
     "`images` as a uint8 (N,S,S,3) array, or a PokecardError naming what is wrong."
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         shape, dtype = getattr(images, "shape", None), getattr(images, "dtype", type(images).__name__)
         raise PokecardError(f"{what} must be uint8 RGB of shape (N, H, W, 3) (NHWC, what to_model_input makes), got dtype {dtype} shape {shape}")
-    if size is not None and images.shape[1:3] != (size, size):
-        raise PokecardError(f"{what} are {images.shape[1]}x{images.shape[2]}, the model takes {size}x{size}; resize with pokecard.images.to_model_input")
+    height, width = (size, size) if isinstance(size, int) else (size or (None, None))
+    if size is not None and images.shape[1:3] != (height, width):
+        raise PokecardError(f"{what} are {images.shape[1]}x{images.shape[2]}, the model takes {height}x{width}; resize with pokecard.images.to_model_input")
     return images
 
 def _input_size(session) -> int|None:
@@ -142,6 +171,36 @@ def onnx_embed(session_or_path, # an onnxruntime session or an .onnx path
         return np.zeros((0, dim if isinstance(dim, int) else 0), np.float32)
     batches = [session.run(None, {input_name: images[i:i + batch_size]})[0] for i in range(0, len(images), max(1, batch_size))]
     return np.concatenate(batches).astype(np.float32, copy=False)
+
+# %% ../nbs/05a_export.ipynb #8c02bdfd
+_FLOAT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64"}
+
+def _tensor_text(value) -> str:
+    "e.g. `float32 (batch, 3, 224, 224) 'input'`."
+    kind = value.type.removeprefix("tensor(").removesuffix(")")
+    kind = {"float": "float32", "double": "float64"}.get(kind, kind)
+    return f"{kind} ({', '.join(map(str, value.shape))}) {value.name!r}"
+
+def embedder_interface(model_path, # an .onnx file
+                       session=None # an ONNX Runtime session already open on it (default: open one with `cpu_session`)
+                      ) -> dict:
+    "Check the embedder contract (uint8 (N,S,S,3) RGB in, (N,D) float out) with ONNX Runtime only; its names and sizes, or a one-line PokecardError."
+    session = cpu_session(model_path) if session is None else session
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1: raise embedder_error(model_path, f"has {len(inputs)} inputs ({', '.join(map(_tensor_text, inputs))}), not one image input")
+    image, shape = inputs[0], list(inputs[0].shape)
+    spatial = shape[1:3] if len(shape) == 4 else []
+    square = len(spatial) == 2 and (spatial[0] == spatial[1] if all(isinstance(d, int) for d in spatial) else not any(isinstance(d, int) for d in spatial))
+    if image.type != "tensor(uint8)" or len(shape) != 4 or shape[3] != 3 or not square:
+        raise embedder_error(model_path, f"takes {_tensor_text(image)}")
+    if not outputs: raise embedder_error(model_path, "has no output")
+    embedding, out_shape = outputs[0], list(outputs[0].shape)
+    if embedding.type not in _FLOAT_TYPES or len(out_shape) not in (0, 2):  # rank 0: not declared
+        raise embedder_error(model_path, f"gives {_tensor_text(embedding)}")
+    size, dim, batch = shape[1], out_shape[1] if out_shape else None, shape[0]
+    return dict(input_name=image.name, output_name=embedding.name, size=size if isinstance(size, int) else None,
+                dim=dim if isinstance(dim, int) else None, batch=batch if isinstance(batch, int) else None,
+                output_dtype=_FLOAT_TYPES[embedding.type])
 
 # %% ../nbs/05a_export.ipynb #8ebb6391
 def _cosines(a:np.ndarray, b:np.ndarray) -> np.ndarray:
@@ -227,9 +286,9 @@ def load_calibration(path, # calib.npy, or the folder holding it
     "The calibration array (memory-mapped), checked to be uint8 (N,S,S,3) with N >= 1."
     path = Path(path)
     if path.is_dir(): path = path/CALIB_NAMES["npy"]
-    if not path.is_file(): raise PokecardError(f"calibration array {path} not found; write it with save_calibration")
+    if not path.is_file(): raise PokecardError(f"calibration array {path} not found; the 05_quantize stage writes it (pokecard run PARAMS --stages 05)")
     try: images = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as error: raise PokecardError(f"{path} is not a .npy array ({error}); write it with save_calibration") from None
+    except ValueError as error: raise PokecardError(f"{path} is not a .npy array ({error}); the 05_quantize stage writes calib.npy (pokecard run PARAMS --stages 05)") from None
     images = _check_images(images, f"calibration array {path}", size)
     if len(images) == 0: raise PokecardError(f"calibration array {path} holds no images")
     return images
@@ -268,7 +327,8 @@ def quantize_int8(onnx_fp32_path, # the fp32 model from export_onnx
     if not source.is_file(): raise PokecardError(f"fp32 ONNX model {source} not found; write it with export_onnx")
     if calibrate_method not in CALIBRATION_METHODS: raise PokecardError(f"calibrate_method={calibrate_method!r}; valid: {', '.join(CALIBRATION_METHODS)}")
     io_info = onnx_io_info(source)
-    size = io_info["input_shape"][1] if isinstance(io_info["input_shape"][1], int) else None
+    height, width = io_info["input_shape"][1:3]
+    size = (height, width) if isinstance(height, int) and isinstance(width, int) else None  # (H, W): the finder's input is not square
     calib_array = _check_images(calib_array, "calibration images", size)
     if len(calib_array) == 0: raise PokecardError("the calibration array holds no images")
     method = dict(minmax=CalibrationMethod.MinMax, percentile=CalibrationMethod.Percentile, entropy=CalibrationMethod.Entropy)[calibrate_method]
@@ -342,7 +402,7 @@ def hailo_graph_plan(onnx_path # an .onnx from export_onnx
     import onnx
     from onnx import numpy_helper
     path = Path(onnx_path)
-    if not path.is_file(): raise PokecardError(f"ONNX model {path} not found; export it with export_onnx")
+    if not path.is_file(): raise PokecardError(f"ONNX model {path} not found; the 05_quantize stage writes student.onnx (pokecard run PARAMS --stages 05)")
     graph = onnx.load(str(path)).graph
     constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     constants.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant" and n.attribute[0].name == "value"})
@@ -357,7 +417,7 @@ def hailo_graph_plan(onnx_path # an .onnx from export_onnx
     cast = only_consumer(io_info["input_name"])
     transpose = only_consumer(cast.output[0]) if cast is not None and cast.op_type == "Cast" else None
     if transpose is None or transpose.op_type != "Transpose" or list(transpose.attribute[0].ints) != [0, 3, 1, 2]:
-        raise PokecardError(f"{path} does not start with Cast → Transpose(0,3,1,2) from a uint8 NHWC input; export it with export_onnx")
+        raise PokecardError(f"{path} does not start with Cast → Transpose(0,3,1,2) from a uint8 NHWC input; export it with export_onnx (the 05_quantize stage does, pokecard run PARAMS --stages 05)")
     size = io_info["input_shape"][1]
     channels_scale, channels_shift = np.ones(3), np.zeros(3)
     tensor, node = transpose.output[0], only_consumer(transpose.output[0])
@@ -439,7 +499,7 @@ def compile_hailo(onnx_path, # the fp32 .onnx from export_onnx (not the INT8 one
     "Parse, optimise (quantise) and compile the ONNX model for a Hailo target with the Dataflow Compiler; return the HEF path."
     if arch not in HAILO_ARCHS: raise PokecardError(f"arch={arch!r}; valid: {', '.join(HAILO_ARCHS)}")
     onnx_path = Path(onnx_path)
-    if not onnx_path.is_file(): raise PokecardError(f"ONNX model {onnx_path} not found; export it with export_onnx (pokecard.export)")
+    if not onnx_path.is_file(): raise PokecardError(f"ONNX model {onnx_path} not found; the 05_quantize stage writes student.onnx (pokecard run PARAMS --stages 05)")
     plan = hailo_graph_plan(onnx_path)
     calib = load_calibration(calib_npy, plan["input_size"]) if not isinstance(calib_npy, np.ndarray) else \
             _check_images(calib_npy, "calibration array", plan["input_size"])

@@ -14,9 +14,9 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from .core import PokecardError, get_logger
 
 # %% auto #0
-__all__ = ['CARD_ASPECT', 'CARD_ID_MAX_LENGTH', 'MAX_IMAGE_PIXELS', 'IMAGE_EXTENSIONS', 'validate_card_id', 'ImageLoadError',
-           'to_rgb', 'load_image', 'log_skipped', 'iter_images', 'load_images_skipping', 'scan_image_folder',
-           'to_model_input']
+__all__ = ['CARD_ASPECT', 'CARD_ID_MAX_LENGTH', 'MAX_IMAGE_PIXELS', 'MIN_CARD_SIDE', 'IMAGE_EXTENSIONS', 'SCAN_PREFERENCE',
+           'validate_card_id', 'ImageLoadError', 'to_rgb', 'load_image', 'log_skipped', 'iter_images',
+           'load_images_skipping', 'scan_preference', 'scan_image_folder', 'to_model_input']
 
 # %% ../nbs/00a_images.ipynb #c76c6c12
 CARD_ASPECT = 63 / 88  # card width / height
@@ -42,6 +42,7 @@ def validate_card_id(card_id:str # e.g. "xy12-20"
 
 # %% ../nbs/00a_images.ipynb #ed7b7345
 MAX_IMAGE_PIXELS = 80_000_000  # decompression-bomb guard: a card scan is a few megapixels
+MIN_CARD_SIDE = 32  # px on the short side: below it a file is no usable card image (model inputs are 224 px; card art needs ~32 px to be told apart)
 
 class ImageLoadError(PokecardError):
     "An image file could not be read: the message names the path and the reason (also kept as `.path`, `.reason`)."
@@ -67,7 +68,8 @@ def to_rgb(image:Image.Image # any Pillow mode
     return image.convert("RGB")
 
 def load_image(path:str|Path, # an image file (png, jpg, webp, tiff, ...)
-               max_pixels:int=MAX_IMAGE_PIXELS # refuse images larger than this (width*height)
+               max_pixels:int=MAX_IMAGE_PIXELS, # refuse images larger than this (width*height)
+               min_side:int=0 # refuse images whose short side is below this many px (card images: MIN_CARD_SIDE)
               ) -> Image.Image:
     "Read `path` as an upright 8-bit RGB image; raise `ImageLoadError` (path + reason) when it cannot."
     path = Path(path)
@@ -84,7 +86,9 @@ def load_image(path:str|Path, # an image file (png, jpg, webp, tiff, ...)
                 width, height = image.size
                 if width * height > max_pixels:
                     raise failure(f"{width}x{height} is {width*height/1e6:.0f} MP, above the {max_pixels/1e6:.0f} MP limit "
-                                  "(decompression-bomb guard); downscale it or pass a larger max_pixels")
+                                  "(decompression-bomb guard); downscale it")
+                if min(width, height) < min_side:
+                    raise failure(f"it is {width}×{height} px, smaller than the {min_side} px minimum for a card image")
                 image.load()
                 return to_rgb(ImageOps.exif_transpose(image))
     except ImageLoadError: raise
@@ -99,35 +103,42 @@ def log_skipped(path:Path, reason:str):
     get_logger("images").warning(f"skipped {path}: {reason}")
 
 def iter_images(paths:Iterable[str|Path], # image files
-                on_error:Callable[[Path, str], None]=log_skipped # called with (path, reason) for each unreadable file
+                on_error:Callable[[Path, str], None]=log_skipped, # called with (path, reason) for each unreadable or too small file
+                min_side:int=MIN_CARD_SIDE # skip images whose short side is below this (0 = no floor)
                ) -> Iterator[tuple[Path, Image.Image]]:
-    "Yield `(path, RGB image)` for each readable file; report the others to `on_error` and go on."
+    "Yield `(path, RGB image)` for each readable card image; report the others (unreadable, too small) to `on_error` and go on."
     loaded = skipped = 0
     for path in map(Path, paths):
-        try: image = load_image(path)
+        try: image = load_image(path, min_side=min_side)
         except ImageLoadError as e:
             skipped += 1
             on_error(path, e.reason)
             continue
         loaded += 1
         yield path, image
-    if skipped: get_logger("images").warning(f"loaded {loaded} images, skipped {skipped} unreadable file(s)")
+    if skipped: get_logger("images").warning(f"loaded {loaded} images, skipped {skipped} unreadable or too small file(s)")
     else: get_logger("images").info(f"loaded {loaded} images")
 
-def load_images_skipping(paths:Iterable[str|Path] # image files
+def load_images_skipping(paths:Iterable[str|Path], # image files
+                         min_side:int=MIN_CARD_SIDE # skip images whose short side is below this (0 = no floor)
                         ) -> tuple[list[tuple[Path, Image.Image]], list[tuple[Path, str]]]:
     "Load every readable file: `([(path, image)...], skipped [(path, reason)...])`."
     skipped = []
     def remember(path, reason): log_skipped(path, reason); skipped.append((path, reason))
-    return list(iter_images(paths, on_error=remember)), skipped
+    return list(iter_images(paths, on_error=remember, min_side=min_side)), skipped
 
 # %% ../nbs/00a_images.ipynb #4c3a4210
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+SCAN_PREFERENCE = (".png", ".webp", ".jpg", ".jpeg")  # a card's files are listed in this order (lossless first), then by path
+
+def scan_preference(path:Path, root:Path) -> tuple:
+    "Sort key of a card's files: extension in `SCAN_PREFERENCE` order, then the path below `root`."
+    return SCAN_PREFERENCE.index(path.suffix.lower()), path.relative_to(root).as_posix()
 
 def scan_image_folder(root:str|Path, # folder of `<card_id>.<ext>` files, any depth
                       skipped:list|None=None # when given, (path, reason) is appended for each invalid name
                      ) -> dict[str, list[Path]]:
-    "Map card id -> its image files (sorted) for every `<card_id>.<ext>` under `root`."
+    "Map card id -> its image files, preferred first (`scan_preference`), for every `<card_id>.<ext>` under `root`; a card id with several files is reported."
     root = Path(root)
     if not root.is_dir(): raise PokecardError(f"image folder {root} does not exist or is not a folder")
     log, found, invalid = get_logger("images"), {}, 0
@@ -142,7 +153,13 @@ def scan_image_folder(root:str|Path, # folder of `<card_id>.<ext>` files, any de
             continue
         found.setdefault(card_id, []).append(path)
     if invalid: log.warning(f"{root}: {invalid} file(s) with invalid card ids skipped")
-    return dict(sorted(found.items()))
+    found = {card_id: sorted(paths, key=lambda p: scan_preference(p, root)) for card_id, paths in sorted(found.items())}
+    duplicates = {card_id: paths for card_id, paths in found.items() if len(paths) > 1}
+    for card_id, paths in list(duplicates.items())[:20]:
+        log.warning(f"card id {card_id!r} has {len(paths)} image files: {', '.join(str(p) for p in paths)} "
+                    f"(in preference order {'/'.join(e[1:] for e in SCAN_PREFERENCE)}, then path: the first readable one is used)")
+    if len(duplicates) > 20: log.warning(f"{root}: {len(duplicates)} card ids have several image files ({len(duplicates) - 20} more not listed)")
+    return found
 
 # %% ../nbs/00a_images.ipynb #223031f5
 def to_model_input(image:Image.Image|np.ndarray|str|Path, # a PIL image, a uint8 HxWx3 RGB array, or an image file

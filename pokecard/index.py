@@ -10,7 +10,7 @@ import argparse, json, time
 from pathlib import Path
 import numpy as np
 from .core import PokecardError, StageTimer, ensure_stage, file_sha256, get_logger, stage_dir, write_manifest, project_root
-from .images import ImageLoadError, load_image, log_skipped, scan_image_folder, to_model_input, validate_card_id
+from .images import MIN_CARD_SIDE, ImageLoadError, load_image, log_skipped, scan_image_folder, to_model_input, validate_card_id
 from .export import cpu_session, embedder_interface, onnx_embed
 from .refdb import ReferenceDB, build_db, add_cards, remove_cards, benchmark_search
 from .verify import KEYPOINTS_FILE, KeypointSettings, db_keypoint_settings, keypoints_update
@@ -53,7 +53,7 @@ def embed_cards(model_path:Path, # an ONNX embedder: uint8 NHWC image -> embeddi
         if batch: rows.append(onnx_embed(session, np.stack(batch), batch_size=batch_size)); batch.clear()
     for card_id, files in images_by_card.items():
         for path in map(Path, files):
-            try: image = load_image(path)
+            try: image = load_image(path, min_side=MIN_CARD_SIDE)  # a 4×4 file is no card scan
             except ImageLoadError as error:
                 log_skipped(path, error.reason); skipped.append((path, error.reason)); continue
             card = card_crop(image) if find_card else image

@@ -15,7 +15,8 @@ from typing import Iterable, Iterator
 import numpy as np, cv2
 from PIL import Image
 from .core import PokecardError, file_sha256, get_logger, site_settings
-from .images import IMAGE_EXTENSIONS, load_image, to_model_input, to_rgb
+from .images import IMAGE_EXTENSIONS, MIN_CARD_SIDE, load_image, to_model_input, to_rgb
+from .export import _first_line, embedder_error, embedder_interface
 from .finder import CardQuad, as_rgb, find_cards, orientation_candidates, rectify, rotate_corners_180
 from .refdb import Hit, ReferenceDB
 from .embedspace import check_thresholds, decide
@@ -24,7 +25,7 @@ from .metrics import l2_normalise
 
 # %% auto #0
 __all__ = ['DEFAULT_INPUT_SIZE', 'BACKENDS', 'HAILO_INSTALL_HINT', 'ONNX_KINDS', 'REBUILD_WITH_MODEL', 'DEFAULT_THRESHOLDS',
-           'LATENCY_STEPS', 'UNKNOWN', 'DECISIONS', 'OVERLAY_COLOURS', 'thumbnail_model', 'OnnxEmbedder',
+           'OUTLINES', 'LATENCY_STEPS', 'UNKNOWN', 'DECISIONS', 'OVERLAY_COLOURS', 'thumbnail_model', 'OnnxEmbedder',
            'import_hailo', 'HailoEmbedder', 'model_entry', 'checked_model_file', 'Candidate', 'RecognizedCard',
            'RecognitionResult', 'decode_image', 'Recognizer', 'to_dict', 'to_json', 'format_result', 'bench_latency',
            'latency_metrics', 'format_latency', 'quad_iou', 'match_quads', 'TrackedCard', 'CardTracker',
@@ -82,16 +83,13 @@ class OnnxEmbedder:
         except ImportError: raise PokecardError("onnxruntime is not installed: pip install 'pokecard[pi]' (or onnxruntime)") from None
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = int(threads), 1, 3
+        if not Path(model_path).is_file(): raise embedder_error(model_path, "not found")
         try: self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-        except Exception as e: raise PokecardError(f"ONNX Runtime cannot load {model_path}: {e}") from None
-        model_input, model_output = self.session.get_inputs()[0], self.session.get_outputs()[0]
-        shape = model_input.shape
-        if model_input.type != "tensor(uint8)" or len(shape) != 4 or shape[3] != 3 or (isinstance(shape[1], int) and shape[1] != shape[2]):
-            raise PokecardError(f"{model_path}: input {model_input.name!r} is {model_input.type} {shape}; the deployable model takes "
-                                "uint8 NHWC (N, 224, 224, 3): export it with pokecard's quantize stage")
-        self.input_name, self.output_name = model_input.name, model_output.name
-        self.input_size = shape[1] if isinstance(shape[1], int) else DEFAULT_INPUT_SIZE
-        self.batch_size = shape[0] if isinstance(shape[0], int) else None  # None: any batch
+        except Exception as e: raise embedder_error(model_path, f"is not an ONNX model (ONNX Runtime cannot load it: {_first_line(e)})") from None
+        interface = embedder_interface(model_path, session=self.session)  # uint8 (N,S,S,3) in, (N,D) float out, or a one-line error
+        self.input_name, self.output_name = interface["input_name"], interface["output_name"]
+        self.input_size = interface["size"] or DEFAULT_INPUT_SIZE
+        self.batch_size = interface["batch"]  # None: any batch
         self.dim = int(self.embed(np.zeros((1, self.input_size, self.input_size, 3), np.uint8)).shape[1])
 
     def _run(self, batch:np.ndarray) -> np.ndarray:
@@ -220,8 +218,18 @@ class RecognizedCard:
     top: list  # list[Candidate], best first
     rotated: bool  # the finder's corner order was upside down
     finder_score: float  # the finder's confidence in the outline (0: nothing found, whole frame)
-    full_frame: bool  # the whole image was taken as the card (a tight crop)
+    full_frame: bool  # the whole image was taken as the card (a tight crop, or no outline found)
     verification: dict|None = None  # when verified: {"hint", "embedding_decision", "inliers": {card_id: artwork inliers}}; else None
+
+    @property
+    def outline(self) -> str:
+        "Where the card's outline came from: one of `OUTLINES`."
+        if not self.full_frame: return "found"
+        return "frame" if self.finder_score > 0 else "whole_image"
+
+OUTLINES = {"found": "the finder found the card's outline in the image",
+            "frame": "the image's own edges are the card's outline (a tight crop or a scan)",
+            "whole_image": "no card outline found; read the whole image as one card"}
 
 @dataclass
 class RecognitionResult:
@@ -243,11 +251,14 @@ class _StepClock:
 
 def decode_image(image # a path, a PIL image or a uint8 RGB array (H, W, 3)
                 ) -> tuple[np.ndarray, str|None]:
-    "The image as an RGB uint8 array, and its path (None when not from a file)."
-    if isinstance(image, (str, Path)): return np.asarray(load_image(image)), str(image)
-    if isinstance(image, Image.Image): return np.asarray(to_rgb(image)), None
-    if isinstance(image, np.ndarray): return as_rgb(image), None
-    raise PokecardError(f"recognize takes a path, a PIL image or a uint8 RGB array, got {type(image).__name__}")
+    "The image as an RGB uint8 array, and its path (None when not from a file); below `MIN_CARD_SIDE` px it cannot hold a card."
+    if isinstance(image, (str, Path)): return np.asarray(load_image(image, min_side=MIN_CARD_SIDE)), str(image)
+    if not isinstance(image, (Image.Image, np.ndarray)):
+        raise PokecardError(f"recognize takes a path, a PIL image or a uint8 RGB array, got {type(image).__name__}")
+    width, height = image.size if isinstance(image, Image.Image) else (image.shape[1::-1] if image.ndim >= 2 else (0, 0))
+    if min(width, height) < MIN_CARD_SIDE:
+        raise PokecardError(f"the image is {width}×{height} px, smaller than the {MIN_CARD_SIDE} px minimum for a card image")
+    return (np.asarray(to_rgb(image)) if isinstance(image, Image.Image) else as_rgb(image)), None
 
 def _top1(hits:list) -> float: return hits[0].similarity if hits else -math.inf
 
@@ -279,12 +290,12 @@ class Recognizer:
         "The verification mode and the verifier over the DB's keypoints (None when off or when the DB has no keypoints)."
         if verification not in VERIFICATION_MODES: raise PokecardError(f"verification={verification!r}; valid: {', '.join(VERIFICATION_MODES)}")
         margin = self.thresholds["match_margin"] if verify_margin is None else float(verify_margin)
-        if not math.isfinite(margin) or margin < 0: raise PokecardError(f"verify_margin={verify_margin!r} must be a similarity margin >= 0")
+        if not math.isfinite(margin) or margin < 0: raise PokecardError(f"verify_margin={verify_margin!r} (--verify-margin) must be a similarity margin >= 0")
         if verification == "off": return "off", None
         verifier = Verifier.from_db(self.db, margin_threshold=margin)
         if verifier is None:
             get_logger("pi").warning(f"{self.db.db_dir} stores no reference keypoints, so close calls are not verified; rebuild it with "
-                                     "`pokecard index build` (it extracts them), or pass verification='off' (--verify off) to silence this")
+                                     "`pokecard index build` (it extracts them), or pass --verify off to silence this")
             return "off", None
         return verification, verifier
 
@@ -363,7 +374,8 @@ def to_dict(result:RecognitionResult) -> dict:
             "cards": [{"corners": [[round(float(x), 1), round(float(y), 1)] for x, y in card.corners],
                        "decision": card.decision,
                        "top": [{"card_id": c.card_id, "name": c.name, "set_id": c.set_id, "number": c.number,
-                                "similarity": round(float(c.similarity), 4)} for c in card.top]}
+                                "similarity": round(float(c.similarity), 4)} for c in card.top],
+                       "outline": card.outline}
                       for card in result.cards],
             "timing_ms": {step: round(float(ms), 2) for step, ms in result.timing_ms.items()}}
 
@@ -379,6 +391,7 @@ def format_result(result:RecognitionResult) -> str:
         verified = card.verification and card.verification["inliers"].get(card.top[0].card_id) if card.top else None
         lines.append(f"  card {i}: {card.decision:<9} {best[0] if best else '-'}" + (f"  (verified: {verified} inliers)" if verified else ""))
         if len(best) > 1: lines.append(f"          next: {'; '.join(best[1:])}")
+        if card.outline == "whole_image": lines.append(f"          {OUTLINES['whole_image']}")
     return "\n".join(lines)
 
 # %% ../nbs/08_pi.ipynb #7cef1f30
@@ -635,6 +648,8 @@ def _common_arguments(parser:argparse.ArgumentParser):
 def _parse(parser:argparse.ArgumentParser, argv) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.top_k < 1: parser.error(f"--top-k must be >= 1, got {args.top_k}")
+    if args.verify_margin is not None and not (math.isfinite(args.verify_margin) and args.verify_margin >= 0):
+        parser.error(f"--verify-margin must be a similarity margin >= 0, got {args.verify_margin}")
     return args
 
 def recognize_main(argv:list[str]|None=None) -> int:

@@ -82,7 +82,7 @@ def real_photo_benchmark(model_path:Path, out_dir:Path, thresholds:dict|None=Non
     return {"top1_real_photos": rate("auto", lambda r: r["truth"] == r["predicted"]), "top5_real_photos": rate("auto", lambda r: r["top5"]),
             "matched_real_photos": rate("auto", lambda r: r["truth"] == r["predicted"] and r["decision"] == "match"),
             "matched_real_photos_unverified": rate("off", lambda r: r["truth"] == r["predicted"] and r["decision"] == "match"),
-            "real_photo_rows": rows, "real_db": str(db_dir), "real_db_cards": len(catalog)}
+            "real_photo_rows": rows, "real_db": str(db_dir), "real_db_cards": len(images_by_card)}
 
 # %% ../nbs/08b_pi_bench.ipynb #db448b36
 def absent_card_benchmark(db_dir:Path, bundle, n_absent:int, seed:int, work_dir:Path) -> dict:

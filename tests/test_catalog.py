@@ -288,3 +288,47 @@ def test_download_main(tmp_path, card_server, download_metadata, capsys, monkeyp
     assert "pokemon-tcg-data" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info: download_main(["--sets", "ok"])
     assert info.value.code == 2
+
+
+# --- card fields without pandas (the Pi's index build/add) ------------------------------------------------------------
+
+def test_read_card_metadata_gives_the_catalogs_fields(tmp_path, metadata_dir):
+    "The same fields, values and strings as index.card_metadata of the pandas catalog, for just the cards asked for."
+    from pokecard.catalog import CARD_METADATA_FIELDS, read_card_metadata
+    from pokecard.images import scan_image_folder
+    for rel in ["x/aa-1.png", "y/aa-1.jpg", "bb-7.jpg", "zz-3b.png"]: save_image(tmp_path / "scans" / rel)
+    found = scan_image_folder(tmp_path / "scans")
+    fields = read_card_metadata(metadata_dir, found)
+    assert list(fields) == ["aa-1", "bb-7", "zz-3b"]
+    assert CARD_METADATA_FIELDS == ("name", "set_id", "set_name", "number", "rarity", "supertype", "image_url")
+    assert fields["bb-7"] == dict(name="Squirtle", set_id="bb", set_name="Set B", number="7", rarity="Rare", supertype="Pokémon", image_url="")
+    assert fields["zz-3b"] == dict(name="", set_id="zz", set_name="", number="3b", rarity="", supertype="", image_url="")
+    table = catalog_from_folder(tmp_path / "scans", metadata_dir)
+    expected = {row["card_id"]: {f: row[f] or "" for f in CARD_METADATA_FIELDS} for row in table.to_dict("records")}
+    assert fields == expected
+    assert read_card_metadata(None, ["aa-1"]) == {"aa-1": dict(name="", set_id="aa", set_name="", number="1", rarity="", supertype="", image_url="")}
+    assert read_card_metadata(metadata_dir, []) == {}
+    with pytest.raises(PokecardError, match="pokemon-tcg-data"): read_card_metadata(tmp_path / "scans", ["aa-1"])
+
+
+def test_catalog_imports_and_reads_metadata_without_pandas(tmp_path, metadata_dir):
+    "The Pi install has no pandas: `from pokecard.catalog import read_card_metadata` works; the DataFrame builders name the extra to install."
+    import subprocess, sys
+    for rel in ["aa-1.png", "bb-7.webp"]: save_image(tmp_path / "scans" / rel)
+    code = f"""
+import sys, json
+for name in ("pandas", "pyarrow", "torch", "onnx"): sys.modules[name] = None
+from pokecard.catalog import read_card_metadata
+from pokecard.images import scan_image_folder
+from pokecard.core import PokecardError
+found = scan_image_folder({str(tmp_path / 'scans')!r})
+print(json.dumps(read_card_metadata({str(metadata_dir)!r}, found)))
+import pokecard.catalog as catalog
+try: catalog.catalog_from_folder({str(tmp_path / 'scans')!r})
+except PokecardError as error: print("refused:", error)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert json.loads(lines[0])["bb-7"]["name"] == "Squirtle" and list(json.loads(lines[0])) == ["aa-1", "bb-7"]
+    assert lines[1].startswith("refused:") and "needs pandas" in lines[1] and "pokecard[train]" in lines[1]

@@ -393,3 +393,117 @@ def test_modules_for_the_pi_do_not_need_torch():
     import subprocess, sys
     code = "import sys, pokecard.export; print(any(m in sys.modules for m in ('torch', 'onnx', 'pandas')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+# --- the embedder contract: one line naming the file and the interface, never a traceback ----------------------------
+
+def graph_model(path, input_type, input_shape, output_type="FLOAT", output_shape=("batch", 3), ops="nhwc", flatten=True):
+    "A tiny ONNX model with the given input/output declarations (GlobalAveragePool over the image)."
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+    elem = lambda name: getattr(TensorProto, name)
+    if ops == "nhwc":
+        nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+                 helper.make_node("Transpose", ["f"], ["nchw"], perm=[0, 3, 1, 2])]
+    else:
+        nodes = [helper.make_node("Cast", ["image"], ["nchw"], to=TensorProto.FLOAT)]
+    nodes += [helper.make_node("GlobalAveragePool", ["nchw"], ["pooled"]), helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+              helper.make_node("Cast", ["flat" if flatten else "pooled"], ["embedding"], to=elem(output_type))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("image", elem(input_type), list(input_shape))],
+                              [helper.make_tensor_value_info("embedding", elem(output_type), list(output_shape))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def assert_one_line_model_error(call, path, *fragments):
+    with pytest.raises(PokecardError) as error: call()
+    message = str(error.value)
+    assert "\n" not in message and str(path) in message and ex.EMBEDDER_INTERFACE in message, message
+    assert ex.EMBEDDER_INTERFACE == "uint8 (N, S, S, 3) RGB image -> (N, D) float embedding"
+    for fragment in fragments: assert fragment in message, message
+    return message
+
+
+def test_embedder_interface_of_an_exported_model(exported, quantized):
+    expected = dict(input_name="image", output_name="embedding", size=224, dim=12, batch=None, output_dtype="float32")
+    assert ex.embedder_interface(exported[1]) == expected
+    assert ex.embedder_interface(quantized[0]) == expected
+    assert ex.embedder_interface(str(exported[1]), session=ex.cpu_session(exported[1])) == expected
+
+
+def test_embedder_interface_fixed_batch_and_symbolic_size(tmp_path):
+    fixed = graph_model(tmp_path / "fixed.onnx", "UINT8", (1, 64, 64, 3), output_shape=(1, 3))
+    assert ex.embedder_interface(fixed) == dict(input_name="image", output_name="embedding", size=64, dim=3, batch=1, output_dtype="float32")
+    symbolic = graph_model(tmp_path / "any.onnx", "UINT8", ("batch", "height", "width", 3), output_shape=("batch", "dim"))
+    info = ex.embedder_interface(symbolic)
+    assert (info["size"], info["batch"]) == (None, None) and info["dim"] in (3, None)  # ONNX Runtime may infer D itself
+    half = graph_model(tmp_path / "half.onnx", "UINT8", ("batch", 32, 32, 3), output_type="FLOAT16")
+    assert ex.embedder_interface(half)["output_dtype"] == "float16"
+
+
+@pytest.mark.parametrize("name, content, fragment", [
+    ("card.onnx", "png", "is not an ONNX model"),
+    ("notes.onnx", b"this is a text file, renamed\n", "is not an ONNX model"),
+    ("empty.onnx", b"", "is not an ONNX model"),
+    ("random.onnx", bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)), "is not an ONNX model"),
+])
+def test_non_onnx_files_are_refused_in_one_line(tmp_path, name, content, fragment):
+    "A PNG or a text file renamed .onnx: embedder_interface, cpu_session and onnx_io_info all give the one-line error (old code: tracebacks)."
+    path = tmp_path / name
+    if content == "png":
+        from PIL import Image
+        Image.new("RGB", (64, 88), (200, 30, 30)).save(path, format="PNG")
+    else: path.write_bytes(content)
+    assert_one_line_model_error(lambda: ex.embedder_interface(path), path, fragment)
+    assert_one_line_model_error(lambda: ex.cpu_session(path), path, fragment)
+    assert_one_line_model_error(lambda: ex.onnx_io_info(path), path, fragment)
+
+
+def test_missing_model_and_folder_are_refused_in_one_line(tmp_path):
+    for call in (ex.embedder_interface, ex.cpu_session, ex.onnx_io_info):
+        assert_one_line_model_error(lambda: call(tmp_path / "absent.onnx"), tmp_path / "absent.onnx", "not found")
+        assert_one_line_model_error(lambda: call(tmp_path), tmp_path, "is not a file")
+
+
+@pytest.mark.parametrize("input_type, input_shape, ops, fragment", [
+    ("FLOAT", ("batch", 3, 224, 224), "nchw", "takes float32 (batch, 3, 224, 224) 'image'"),  # a plain torch export: float NCHW
+    ("FLOAT", ("batch", 224, 224, 3), "nhwc", "takes float32 (batch, 224, 224, 3) 'image'"),  # NHWC but float
+    ("UINT8", ("batch", 3, 224, 224), "nchw", "takes uint8 (batch, 3, 224, 224) 'image'"),    # uint8 but NCHW
+    ("UINT8", ("batch", 224, 160, 3), "nhwc", "takes uint8 (batch, 224, 160, 3) 'image'"),    # not square
+    ("UINT8", ("batch", 224, 224, 4), "nhwc", "takes uint8 (batch, 224, 224, 4) 'image'"),    # RGBA
+])
+def test_wrong_input_interface_is_refused(tmp_path, input_type, input_shape, ops, fragment):
+    path = graph_model(tmp_path / "wrong.onnx", input_type, input_shape, ops=ops)
+    assert_one_line_model_error(lambda: ex.embedder_interface(path), path, fragment)
+
+
+def test_wrong_output_interface_is_refused(tmp_path):
+    path = graph_model(tmp_path / "ints.onnx", "UINT8", ("batch", 64, 64, 3), output_type="INT64")
+    assert_one_line_model_error(lambda: ex.embedder_interface(path), path, "gives int64 (batch, 3) 'embedding'")
+    path = graph_model(tmp_path / "rank4.onnx", "UINT8", ("batch", 64, 64, 3), output_shape=("batch", 3, 1, 1), flatten=False)
+    assert_one_line_model_error(lambda: ex.embedder_interface(path), path, "gives float32 (batch, 3, 1, 1) 'embedding'")
+
+
+def test_a_real_torch_nchw_export_is_refused(tmp_path):
+    "What a user gets from a plain torch.onnx.export of the student: float32 NCHW."
+    import warnings
+    path = tmp_path / "plain.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(TinyEmbedder().eval(), (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False, input_names=["input"], output_names=["embedding"])
+    assert_one_line_model_error(lambda: ex.embedder_interface(path), path, "takes float32 (1, 3, 224, 224) 'input'")
+
+
+def test_embedder_interface_needs_neither_onnx_nor_torch_nor_pandas(exported, tmp_path):
+    "The Pi install: onnx, torch and pandas unimportable; embedder_interface still reads the interface and refuses a bad file."
+    import subprocess, sys
+    (tmp_path / "bad.onnx").write_text("not a model")
+    code = ("import sys\nfor m in ('onnx', 'torch', 'pandas', 'timm', 'transformers'): sys.modules[m] = None\n"
+            "from pokecard.export import embedder_interface\nfrom pokecard.core import PokecardError\n"
+            f"print(embedder_interface({str(exported[1])!r})['size'])\n"
+            f"try: embedder_interface({str(tmp_path / 'bad.onnx')!r})\nexcept PokecardError as e: print('refused', 'is not an ONNX model' in str(e))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["224", "refused", "True"]

@@ -249,3 +249,76 @@ def test_to_model_input_rejects_bad_arrays(bad):
 @pytest.mark.parametrize("size", [0, -1, 2.5, True, "224"])
 def test_to_model_input_rejects_bad_size(size):
     with pytest.raises(PokecardError, match="positive integer"): to_model_input(Image.new("RGB", (4, 4)), size=size)
+
+
+# --- tiny images and duplicate card ids ---------------------------------------------------------------------------
+
+from pokecard.images import MIN_CARD_SIDE, SCAN_PREFERENCE
+
+
+@pytest.mark.parametrize("size", [(1, 1), (4, 4), (31, 200), (200, 31)])
+def test_tiny_images_are_skipped_with_their_size(tmp_path, size):
+    "Below MIN_CARD_SIDE px on the short side a file is reported and skipped, like a corrupt one (old code: loaded as a card)."
+    noise_image(*size).save(tmp_path / "tiny.png")
+    noise_image().save(tmp_path / "good.png")
+    images, skipped = load_images_skipping([tmp_path / "tiny.png", tmp_path / "good.png"])
+    assert [p.name for p, _ in images] == ["good.png"]
+    assert skipped == [(tmp_path / "tiny.png", f"it is {size[0]}×{size[1]} px, smaller than the {MIN_CARD_SIDE} px minimum for a card image")]
+    errors = []
+    assert [p.name for p, _ in iter_images([tmp_path / "tiny.png", tmp_path / "good.png"], on_error=lambda p, r: errors.append((p.name, r)))] == ["good.png"]
+    assert errors[0][0] == "tiny.png" and "smaller than the 32 px minimum" in errors[0][1]
+
+
+def test_min_card_side_is_32_and_the_floor_is_inclusive(tmp_path):
+    assert MIN_CARD_SIDE == 32
+    noise_image(32, 45).save(tmp_path / "ok.png")
+    images, skipped = load_images_skipping([tmp_path / "ok.png"])
+    assert len(images) == 1 and not skipped
+
+
+def test_load_image_has_no_floor_unless_asked(tmp_path):
+    noise_image(4, 4).save(tmp_path / "t.png")
+    assert load_image(tmp_path / "t.png").size == (4, 4)  # the generic loader (photos, fixtures) keeps small images
+    with pytest.raises(ImageLoadError, match="4×4 px, smaller than the 32 px minimum for a card image") as info:
+        load_image(tmp_path / "t.png", min_side=MIN_CARD_SIDE)
+    assert info.value.path == tmp_path / "t.png"
+    assert [p.name for p, _ in iter_images([tmp_path / "t.png"], min_side=0)] == ["t.png"]
+
+
+def test_tiny_size_is_read_from_the_header_before_decoding(tmp_path):
+    "A 2×2 header over a broken body: refused for its size (no decode needed)."
+    (tmp_path / "h.png").write_bytes(png_header_only(2, 2))
+    with pytest.raises(ImageLoadError, match="2×2 px"): load_image(tmp_path / "h.png", min_side=MIN_CARD_SIDE)
+
+
+def test_duplicate_card_ids_are_reported_and_kept_in_preference_order(tmp_path):
+    "x.png and x.webp (and copies in other folders): all kept, png first, then webp, jpg, jpeg, then by path; a warning names every file."
+    for rel in ["a/x.webp", "b/x.png", "c/x.jpeg", "d/x.jpg", "z/x.png", "y.jpg", "y.webp", "solo.jpg"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        noise_image().save(tmp_path / rel, format="PNG")
+    records = []
+    handler = logging.Handler(); handler.emit = records.append
+    logger = logging.getLogger("pokecard.images"); logger.addHandler(handler)
+    try: found = scan_image_folder(tmp_path)
+    finally: logger.removeHandler(handler)
+    assert SCAN_PREFERENCE == (".png", ".webp", ".jpg", ".jpeg")
+    assert [p.relative_to(tmp_path).as_posix() for p in found["x"]] == ["b/x.png", "z/x.png", "a/x.webp", "d/x.jpg", "c/x.jpeg"]
+    assert [p.name for p in found["y"]] == ["y.webp", "y.jpg"] and [p.name for p in found["solo"]] == ["solo.jpg"]
+    warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING and "image files" in r.getMessage()]
+    assert len(warnings) == 2
+    x_warning = next(w for w in warnings if "'x'" in w)
+    assert all(str(tmp_path / rel) in x_warning for rel in ["a/x.webp", "b/x.png", "c/x.jpeg", "d/x.jpg", "z/x.png"])
+    assert "5 image files" in x_warning and "first readable" in x_warning
+    assert not any("solo" in w for w in warnings)
+
+
+def test_scan_order_does_not_depend_on_the_filesystem(tmp_path):
+    "Same files created in another order: the same lists."
+    names = ["m/k.jpg", "a/k.webp", "k.png"]
+    for order, folder in ((names, tmp_path / "one"), (names[::-1], tmp_path / "two")):
+        for rel in order:
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            noise_image().save(folder / rel, format="PNG")
+    one, two = scan_image_folder(tmp_path / "one"), scan_image_folder(tmp_path / "two")
+    assert [p.relative_to(tmp_path / "one") for p in one["k"]] == [p.relative_to(tmp_path / "two") for p in two["k"]] == \
+           [Path("k.png"), Path("a/k.webp"), Path("m/k.jpg")]

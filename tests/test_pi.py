@@ -89,7 +89,7 @@ print(sorted(m for m in sys.modules if m.startswith('pokecard.')))
     assert done.returncode == 0, done.stderr
     modules = set(eval(done.stdout.strip().splitlines()[-1]))
     assert modules <= {"pokecard.core", "pokecard.images", "pokecard.finder", "pokecard.refdb", "pokecard.embedspace", "pokecard.metrics",
-                       "pokecard.verify", "pokecard.pi"}, modules
+                       "pokecard.verify", "pokecard.pi", "pokecard.export"}, modules  # export: the torch-free embedder_interface (tests/test_export.py)
 
 
 # --- recognition --------------------------------------------------------------------------------------------------------
@@ -102,7 +102,8 @@ def test_json_format_is_exactly_the_architectures(demo):
     assert list(record["timing_ms"]) == list(LATENCY_STEPS) and all(isinstance(v, float) for v in record["timing_ms"].values())
     assert len(record["cards"]) == 2
     for card in record["cards"]:
-        assert list(card) == ["corners", "decision", "top"]
+        assert list(card) == ["corners", "decision", "top", "outline"]  # the architecture's keys, then the one added (issue 16)
+        assert card["outline"] == "found"
         assert np.asarray(card["corners"]).shape == (4, 2)
         assert card["decision"] in ("match", "uncertain", "unknown")
         assert len(card["top"]) == 3
@@ -516,3 +517,132 @@ def test_real_photos_give_one_card_with_sensible_corners(tmp_path):
         assert len(card.top) == 5 and card.decision in ("match", "uncertain", "unknown")  # a stand-in model: identity not asserted
     scan = recognizer.recognize(root / "cards" / "xy12" / "xy12-20.webp").cards[0]  # a real scan is a tight crop
     assert scan.full_frame and scan.top[0].card_id == "xy12-20" and scan.top[0].similarity > 0.999
+
+
+# --- no card found, tiny photos, bad models, CLI hints (issue 16) ---------------------------------------------------------
+
+from pokecard.pi import OUTLINES, format_result
+
+
+def empty_table(seed=0, size=(480, 640)):
+    "A photo-like frame with no card: a lit table (gradient) with sensor noise, 4:3."
+    rows, cols = np.mgrid[0:size[0], 0:size[1]]
+    table = np.stack([30 + cols / size[1] * 200, 50 + rows / size[0] * 150, np.full(size, 120.0)], -1)
+    return np.clip(table + np.random.default_rng(seed).normal(0, 6, table.shape), 0, 255).astype(np.uint8)
+
+
+def flat_colour(seed=0, size=(480, 640)):
+    "A flat grey frame with a little sensor noise (a lens cap, a wall)."
+    return np.clip(128 + np.random.default_rng(seed).normal(0, 4, (*size, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("frame", [empty_table, flat_colour])
+def test_no_card_found_is_said_in_the_result_the_json_and_the_text(demo, frame):
+    "The finder finds no outline: the whole frame is read, and every output says so (old code: indistinguishable from a tight crop)."
+    result = demo.recognizer.recognize(frame())
+    assert len(result.cards) == 1
+    card = result.cards[0]
+    assert (card.outline, card.full_frame, card.finder_score) == ("whole_image", True, 0.0)
+    record = json.loads(to_json(result))
+    assert list(record["cards"][0]) == ["corners", "decision", "top", "outline"] and record["cards"][0]["outline"] == "whole_image"
+    assert "no card outline found; read the whole image as one card" in format_result(result)
+
+
+def test_tight_crop_and_scene_outlines(demo):
+    "A tight crop: the frame's edges are the outline ('frame'); a desk photo: outlines found in it ('found'). Neither prints the no-card line."
+    tight = demo.recognizer.recognize(demo.scan_path)
+    assert [c.outline for c in tight.cards] == ["frame"] and json.loads(to_json(tight))["cards"][0]["outline"] == "frame"
+    scene = demo.recognizer.recognize(demo.photo_path)
+    assert [c.outline for c in scene.cards] == ["found", "found"]
+    for result in (tight, scene): assert OUTLINES["whole_image"] not in format_result(result)
+    assert set(OUTLINES) == {"found", "frame", "whole_image"}
+
+
+def old_to_json(result):
+    "The JSON of the architecture, exactly as before the outline field (the byte-compatibility reference)."
+    return json.dumps({"image": result.image,
+                       "cards": [{"corners": [[round(float(x), 1), round(float(y), 1)] for x, y in card.corners], "decision": card.decision,
+                                  "top": [{"card_id": c.card_id, "name": c.name, "set_id": c.set_id, "number": c.number,
+                                           "similarity": round(float(c.similarity), 4)} for c in card.top]} for card in result.cards],
+                       "timing_ms": {step: round(float(ms), 2) for step, ms in result.timing_ms.items()}}, ensure_ascii=False)
+
+
+def test_json_is_byte_compatible_apart_from_the_added_outline(demo):
+    for image in (demo.photo_path, demo.scan_path, empty_table()):
+        result = demo.recognizer.recognize(image)
+        record = json.loads(to_json(result))
+        for card in record["cards"]: del card["outline"]
+        assert json.dumps(record, ensure_ascii=False) == old_to_json(result)
+
+
+def test_recognize_cli_says_no_card_found(demo, tmp_path):
+    photo = tmp_path / "table.jpg"
+    Image.fromarray(empty_table()).save(photo, quality=95)
+    code, out, _ = run_cli(recognize_main, [str(photo), str(demo.scan_path), "--db", str(demo.db)])
+    assert code == 0
+    table_part, scan_part = out.split(str(demo.scan_path))
+    assert "no card outline found; read the whole image as one card" in table_part and "no card outline" not in scan_part
+    code, out, _ = run_cli(recognize_main, [str(photo), str(demo.scan_path), "--db", str(demo.db), "--json"])
+    assert [json.loads(line)["cards"][0]["outline"] for line in out.splitlines()] == ["whole_image", "frame"]
+
+
+@pytest.mark.parametrize("size", [(1, 1), (4, 4), (20, 300)])
+def test_tiny_photo_is_a_clear_per_file_error(demo, tmp_path, size):
+    "A 1×1 photo: one line naming the file and its size, the other photos still read (never a traceback)."
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", size, (200, 30, 30)).save(tiny)
+    code, out, err = run_cli(recognize_main, [str(tiny), str(demo.scan_path), "--db", str(demo.db), "--json"])
+    assert code == 0 and len(out.splitlines()) == 1
+    assert f"skipped {tiny}: it is {size[0]}×{size[1]} px, smaller than the 32 px minimum for a card image" in err, err
+    assert "Traceback" not in err
+    assert run_cli(recognize_main, [str(tiny), "--db", str(demo.db)])[0] == 1
+    for image in (Image.new("RGB", size), np.zeros((size[1], size[0], 3), np.uint8)):
+        with pytest.raises(PokecardError, match=f"{size[0]}×{size[1]} px, smaller than the 32 px minimum"): demo.recognizer.recognize(image)
+
+
+def nchw_float_model(path):
+    "What a plain torch export of an embedder looks like: float32 NCHW in."
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]), helper.make_node("Flatten", ["pooled"], ["embedding"], axis=1)]
+    graph = helper.make_graph(nodes, "nchw", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 224, 224])],
+                              [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]); model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["png", "text", "nchw", "missing"])
+def test_bad_model_is_one_line_naming_the_file_and_the_interface(demo, tmp_path, kind):
+    "OnnxEmbedder and a DB carrying a bad model: one PokecardError line with the file and the interface (old code: ONNX Runtime's text only)."
+    from pokecard.export import EMBEDDER_INTERFACE
+    path = tmp_path / "model.onnx"
+    if kind == "png": demo.scans[demo.ids[0]].save(path, format="PNG")
+    elif kind == "text": path.write_text("this is not a model\n")
+    elif kind == "nchw": nchw_float_model(path)
+    with pytest.raises(PokecardError) as error: OnnxEmbedder(path)
+    message = str(error.value)
+    assert "\n" not in message and str(path) in message and EMBEDDER_INTERFACE in message, message
+    if kind == "nchw": assert "takes float32 (batch, 3, 224, 224) 'input'" in message
+    if kind in ("png", "text"): assert "is not an ONNX model" in message
+    if kind == "missing": assert "not found" in message
+    if kind == "missing": return
+    vectors = np.random.default_rng(0).standard_normal((len(demo.scans), 192)).astype(np.float32)
+    db = make_db(tmp_path / "db", path, demo.scans, embeddings=vectors)
+    with pytest.raises(PokecardError) as error: Recognizer(db)
+    assert "\n" not in str(error.value) and EMBEDDER_INTERFACE in str(error.value) and "model.onnx" in str(error.value)
+
+
+def test_hints_name_cli_flags(demo):
+    "A CLI user is told about --verify off and --verify-margin, not verification='off' (old code: the Python arguments only)."
+    import logging
+    records = []
+    handler = logging.Handler(); handler.emit = records.append
+    logger = logging.getLogger("pokecard.pi"); logger.addHandler(handler)
+    try: Recognizer(demo.db)
+    finally: logger.removeHandler(handler)
+    warning = next(r.getMessage() for r in records if "keypoints" in r.getMessage())
+    assert "--verify off" in warning and "verification=" not in warning
+    code, _, err = run_cli(recognize_main, [str(demo.scan_path), "--db", str(demo.db), "--verify-margin", "-1"])
+    assert code == 2 and "--verify-margin must be a similarity margin >= 0" in err
+    with pytest.raises(PokecardError, match="--verify-margin"): Recognizer(demo.verified_db, verify_margin=-1)
