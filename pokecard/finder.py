@@ -28,6 +28,7 @@ class CardQuad:
     corners: np.ndarray  # (4,2) float: TL, TR, BR, BL of the card in input pixel coords
     score: float  # confidence in [0,1] that the quad outlines a card (0: nothing found, the whole frame returned)
     full_frame: bool = False  # the frame itself is taken as the card (a tight crop, or nothing found)
+    oriented: bool = False  # TL is the card's printed top-left (a finder that knows which way up the card is); False: it may be upside down
 
 def as_rgb(image: np.ndarray # uint8 (H,W,3) RGB, (H,W,4) RGBA or (H,W) grey
           ) -> np.ndarray:
