@@ -109,8 +109,9 @@ def _readable_permissions(folder:Path) -> None:
     "Give the staged folder and its files the permissions a plain mkdir/open would (0755/0644 under the usual umask), not mkdtemp's 0700."
     umask = os.umask(0); os.umask(umask)
     os.chmod(folder, 0o777 & ~umask)
-    for path in folder.iterdir():
-        if path.is_file() and not path.is_symlink(): os.chmod(path, 0o666 & ~umask)
+    for path in folder.iterdir():  # files hard-linked from the old DB may belong to the user who built it: leave those as they are
+        if path.is_file() and not path.is_symlink():
+            with contextlib.suppress(PermissionError): os.chmod(path, 0o666 & ~umask)
 
 def _swap_in(staging:Path, db_dir:Path) -> None:
     "Make the complete `staging` folder the DB at `db_dir`; the old DB stays whole until this moment."

@@ -46,6 +46,7 @@ def jobs(world) -> dict:
             "add": job("add", "--db", "{db}", "--images", str(root/"new_set")),
             "add --replace": job("add", "--db", "{db}", "--images", str(root/"rescan"), "--replace"),
             "remove": job("remove", "--db", "{db}", cards[1], cards[2]),
+            "add, no renameat2": {**job("add", "--db", "{db}", "--images", str(root/"new_set")), "no_exchange": True},
             "stage-07 thresholds": {"db": "{db}", "thresholds": {**THRESHOLDS, "match_similarity": 0.9}}}
 
 
@@ -68,7 +69,7 @@ def start(world, tmp_path_factory):
     return fresh_copy(world, tmp_path_factory.mktemp("start"))
 
 
-@pytest.mark.parametrize("operation", ["build", "add", "add --replace", "remove", "stage-07 thresholds"])
+@pytest.mark.parametrize("operation", ["build", "add", "add --replace", "remove", "add, no renameat2", "stage-07 thresholds"])
 def test_a_crash_before_any_write_step_leaves_the_old_or_the_new_db(world, start, tmp_path, operation):
     job = jobs(world)[operation]
     before = db_state(start)
@@ -85,6 +86,7 @@ def test_a_crash_before_any_write_step_leaves_the_old_or_the_new_db(world, start
         assert crashed.returncode == 86, (n, crashed.returncode, crashed.stderr[-2000:])
         state = db_state(folder/"db")  # opens, every checksum and every cross-check passes
         assert state in (before, after), f"crash before step {n} of {steps} left a DB that is neither the old nor the new one"
+        assert db_state(folder/"db") == state   # opening again (which puts a .db.previous back) changes nothing
         refdb.set_thresholds(folder/"db", state[1])  # the next writer cleans up what the crash left
         assert sorted(p.name for p in folder.iterdir()) == sorted(["db", "job.json", ".db.lock"]), (n, sorted(p.name for p in folder.iterdir()))
         shutil.rmtree(folder)
