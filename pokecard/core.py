@@ -220,6 +220,7 @@ class IndexParams:
     dtype: str = choices("f16", "i8")    # usearch vector type
     scale_tests: list = field(default_factory=list)  # synthetic index sizes to benchmark, e.g. [17592, 100000]
     keypoints: bool = True               # store ORB keypoints of every reference, for geometric verification (pokecard.verify)
+    reference_heights: list = field(default_factory=lambda: [0])  # index each scan as it is (0) and shrunk to these card heights (px), one row each
 
 @dataclass
 class AnalysisParams:
@@ -321,7 +322,7 @@ PARAM_CHECKS = {  # dataclass -> field -> its allowed values (types and choices 
                         positives=AT_LEAST_1, negatives=AT_LEAST_1, anchors_per_batch=AT_LEAST_1, distill_weight=AT_LEAST_0,
                         refresh_steps=AT_LEAST_0, max_steps=AT_LEAST_0),
     QuantizeParams: dict(opset=Range(13), calib_size=AT_LEAST_1),  # per-channel QDQ quantisation needs opset 13+
-    IndexParams: dict(scale_tests=Items(int, range=AT_LEAST_1)),
+    IndexParams: dict(scale_tests=Items(int, range=AT_LEAST_1), reference_heights=Items(int, range=AT_LEAST_0)),
     AnalysisParams: dict(umap_neighbors=Range(2), max_points=AT_LEAST_1, kmeans_clusters=AT_LEAST_1),
     PiParams: dict(top_k=AT_LEAST_1, scene_photos=AT_LEAST_1, verify_photos=AT_LEAST_1, verify_presets=Items(str, PHOTO_PRESET_NAMES)),
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse, json, time
 from pathlib import Path
 import numpy as np
+from PIL import Image
 from .core import PokecardError, StageTimer, ensure_stage, file_sha256, get_logger, stage_dir, write_manifest, project_root
 from .images import MIN_CARD_SIDE, ImageLoadError, load_image, log_skipped, scan_image_folder, to_model_input, validate_card_id
 from .export import cpu_session, embedder_interface, onnx_embed
@@ -16,10 +17,10 @@ from .refdb import ReferenceDB, build_db, add_cards, remove_cards, benchmark_sea
 from .verify import KEYPOINTS_FILE, KeypointSettings, db_keypoint_settings, keypoints_update
 
 # %% auto #0
-__all__ = ['PREPROCESSING', 'MODEL_KINDS', 'card_crop', 'EmbeddedCards', 'embed_cards', 'card_metadata', 'model_info',
-           'preprocessing_for', 'KeypointCollector', 'build_reference_db', 'keypoint_report', 'default_model',
-           'scans_and_metadata', 'run_thresholds', 'check_out_folder', 'index_main', 'search_report', 'build_index',
-           'reference_db_dir']
+__all__ = ['PREPROCESSING', 'MODEL_KINDS', 'card_crop', 'reference_view', 'EmbeddedCards', 'embed_cards', 'check_heights',
+           'card_metadata', 'model_info', 'preprocessing_for', 'KeypointCollector', 'build_reference_db',
+           'keypoint_report', 'default_model', 'scans_and_metadata', 'run_thresholds', 'check_out_folder', 'index_main',
+           'search_report', 'build_index', 'reference_db_dir']
 
 # %% ../nbs/06_index.ipynb #468c0916
 PREPROCESSING = {"fn": "pokecard.images.to_model_input", "size": 224, "resample": "bilinear"}
@@ -32,6 +33,14 @@ def card_crop(photo) -> np.ndarray:
     quads = find_cards(frame, max_cards=1)
     return rectify(frame, quads[0].corners) if quads else frame
 
+def reference_view(card, # a card image: PIL image or uint8 RGB array
+                   height:int=0 # shrink the card to this height in px (0: as it is)
+                  ):
+    "The card as a small, soft photo of it would show it: shrunk (area average) to `height` px, so `to_model_input` scales it back up as it does a small rectified card."
+    image = card if isinstance(card, Image.Image) else Image.fromarray(np.asarray(card))
+    if not height or image.height <= height: return image
+    return image.resize((max(1, round(image.width*height/image.height)), int(height)), Image.Resampling.BOX)
+
 class EmbeddedCards:
     "What `embed_cards` made: one embedding row per image used, the card and file of each row, and the files skipped with why."
     def __init__(self, embeddings:np.ndarray, card_ids:list, paths:list, skipped:list):
@@ -43,7 +52,8 @@ def embed_cards(model_path:Path, # an ONNX embedder: uint8 NHWC image -> embeddi
                 every_image:bool=False, # False: each card's first readable image (a duplicate stands in for a corrupt one); True: all (few-shot photos)
                 find_card:bool=False, # photos: find the card and rectify it first (the recogniser's view); scans: as they are
                 on_card=None, # called with (card_id, path, card image) for each image used, e.g. to extract keypoints in the same pass
-                batch_size:int=32 # images per model run (the decoded images are never all held at once)
+                batch_size:int=32, # images per model run (the decoded images are never all held at once)
+                heights:tuple=(0,) # one row per image and height: the image as it is (0) and shrunk to these card heights (`reference_view`)
                ) -> EmbeddedCards:
     "Embed the cards' images with the model; unreadable or too small files, and images the model maps to an all-zero vector, are reported and skipped."
     session = cpu_session(model_path)
@@ -58,8 +68,13 @@ def embed_cards(model_path:Path, # an ONNX embedder: uint8 NHWC image -> embeddi
                 log_skipped(path, error.reason); skipped.append((path, error.reason)); continue
             card = card_crop(image) if find_card else image
             if on_card is not None: on_card(card_id, path, card)
-            batch.append(to_model_input(card, size)); card_ids.append(card_id); paths.append(path)
-            if len(batch) == batch_size: run_batch()
+            views = dict.fromkeys(reference_view(card, h).size for h in heights)  # a scan no taller than a height gives no second row
+            for h in heights:
+                view = reference_view(card, h)
+                if view.size not in views: continue
+                del views[view.size]
+                batch.append(to_model_input(view, size)); card_ids.append(card_id); paths.append(path)
+                if len(batch) == batch_size: run_batch()
             if not every_image: break
     run_batch()
     embeddings = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
@@ -70,6 +85,14 @@ def embed_cards(model_path:Path, # an ONNX embedder: uint8 NHWC image -> embeddi
     keep = ~zero
     return EmbeddedCards(embeddings[keep], [c for c, k in zip(card_ids, keep) if k], [p for p, k in zip(paths, keep) if k], skipped)
 
+def check_heights(heights) -> tuple:
+    "Reference heights as a tuple of ints >= 0 (0: the scan as it is), 0 first, no repeats."
+    try: values = tuple(dict.fromkeys(int(h) for h in heights))
+    except (TypeError, ValueError): raise PokecardError(f"reference heights must be whole numbers of pixels (0: the scan as it is), got {heights!r}") from None
+    if not values or min(values) < 0 or any(0 < h < 32 for h in values):
+        raise PokecardError(f"reference heights {list(values)}: each is 0 (the scan as it is) or a card height of at least 32 px")
+    return tuple(sorted(values, key=lambda h: (h != 0, -h)))
+
 def card_metadata(catalog) -> dict:
     "card_id -> the fields the recogniser reports (name, set, number, rarity, image URL), from a catalog DataFrame."
     fields = ("name", "set_id", "set_name", "number", "rarity", "supertype", "image_url")
@@ -79,9 +102,10 @@ def model_info(model_path:Path, kind:str) -> dict:
     "The manifest entry of the model carried inside a DB."
     return {"file": Path(model_path).name, "sha256": file_sha256(model_path), "kind": kind}
 
-def preprocessing_for(model_path:Path) -> dict:
-    "The preprocessing description for a model (its input size)."
-    return {**PREPROCESSING, "size": int(embedder_interface(model_path)["size"] or PREPROCESSING["size"])}
+def preprocessing_for(model_path:Path, heights=(0,)) -> dict:
+    "The preprocessing description for a model (its input size) and the reference heights each scan was indexed at."
+    size = int(embedder_interface(model_path)["size"] or PREPROCESSING["size"])
+    return {**PREPROCESSING, "size": size, **({"reference_heights": list(map(int, heights))} if tuple(heights) != (0,) else {})}
 
 class KeypointCollector:
     "An `embed_cards` callback that extracts the reference keypoints of each card image as it goes by (one decode per image)."
@@ -102,14 +126,17 @@ def build_reference_db(images_by_card:dict, # card id -> its scan files, best fi
                        metadata:dict, # card id -> {name, set_id, ...}
                        model_path:Path, out_dir:Path, kind:str="onnx-int8", dtype:str="f16",
                        keypoints:bool=True, # also store each scan's ORB keypoints (geometric verification)
-                       thresholds:dict|None=None # open-set thresholds chosen for this model (stage 07)
+                       thresholds:dict|None=None, # open-set thresholds chosen for this model (stage 07)
+                       heights:tuple=(0,) # index each scan as it is (0) and shrunk to these card heights (px), one row each
                       ) -> tuple[Path, list[str]]:
     "Embed each card's first readable scan and write a self-contained DB (model, keypoints, thresholds) in one commit; returns the DB and the card ids skipped."
+    heights = check_heights(heights)
     collector = KeypointCollector(KeypointSettings()) if keypoints else None
-    embedded = embed_cards(model_path, images_by_card, on_card=collector)
+    embedded = embed_cards(model_path, images_by_card, on_card=collector, heights=heights)
     if not len(embedded): raise PokecardError(f"none of the {len(images_by_card)} cards has a readable scan; nothing to index")
     db = build_db(out_dir, embedded.embeddings, embedded.card_ids, metadata, model_info=model_info(model_path, kind),
-                  preprocessing=preprocessing_for(model_path), model_files=[model_path], dtype=dtype, thresholds=thresholds,
+                  preprocessing=preprocessing_for(model_path, heights), model_files=[model_path], dtype=dtype, thresholds=thresholds,
+                  mode="multi" if len(heights) > 1 else "prototype",
                   extras_update=collector.update(embedded.card_ids) if collector else None)
     return db, sorted(set(images_by_card) - set(embedded.card_ids))
 
@@ -160,6 +187,8 @@ def _index_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, help="the DB folder to write: a new or empty folder, or an existing DB (replaced once the new one is complete); never anything else")
     build.add_argument("--dtype", default="f16", choices=("f16", "i8"), help="usearch vector type")
     build.add_argument("--no-keypoints", action="store_true", help="skip the reference keypoints (no geometric verification)")
+    build.add_argument("--reference-heights", default="0", help="index each scan as it is (0) and also shrunk to these card heights in px, "
+                       "comma-separated, e.g. 0,180,110: small or soft photos then meet a view of their own size (default: 0)")
     add = commands.add_parser("add", help="add scans (a new set) or a few photos of one card")
     add.add_argument("--db", required=True); add.add_argument("--metadata")
     add.add_argument("--images", nargs="+", required=True, help="a folder of <card_id>.<ext> scans, or photo files with --card-id")
@@ -178,7 +207,8 @@ def _build(args) -> str:
     embedder_interface(model)  # a clear error for a file that is not a pokecard embedder, before any work
     scans, metadata = scans_and_metadata(args.images, args.metadata)
     kind = "onnx-int8" if "int8" in model.name else "onnx-fp32"
-    db, skipped = build_reference_db(scans, metadata, model, Path(args.out), kind, args.dtype, not args.no_keypoints, run_thresholds(model))
+    heights = check_heights(args.reference_heights.split(","))
+    db, skipped = build_reference_db(scans, metadata, model, Path(args.out), kind, args.dtype, not args.no_keypoints, run_thresholds(model), heights)
     opened, keypoints = ReferenceDB.open(db), keypoint_report(db)
     return (f"indexed {len(opened)} cards ({opened.dim}-d, model {model.name}) into {db}" + (f"; skipped {len(skipped)} without a usable scan" if skipped else "")
             + (f"; keypoints {keypoints['keypoint_bytes'] / 1e6:.1f} MB ({keypoints['keypoint_bytes_per_card'] / 1e3:.1f} kB/card)" if keypoints else ""))
@@ -198,9 +228,10 @@ def _add(args) -> str:
     if existing and not args.replace:
         raise PokecardError(f"card(s) {existing[:5]}{' …' if len(existing) > 5 else ''} already in {args.db}: pass --replace to replace them, or remove them first (`pokecard index remove`)")
     collector = KeypointCollector(settings, first_only=every_image) if settings else None
-    embedded = embed_cards(model, images_by_card, every_image=every_image, find_card=bool(args.card_id), on_card=collector)
+    heights = (0,) if args.card_id else check_heights(db.manifest["preprocessing"].get("reference_heights", [0]))  # new scans like the DB's
+    embedded = embed_cards(model, images_by_card, every_image=every_image, find_card=bool(args.card_id), on_card=collector, heights=heights)
     if not len(embedded): raise PokecardError("no readable images to add")
-    add_cards(args.db, embedded.embeddings, embedded.card_ids, metadata, mode=args.mode, on_existing="replace" if args.replace else "error",
+    add_cards(args.db, embedded.embeddings, embedded.card_ids, metadata, mode="multi" if len(heights) > 1 else args.mode, on_existing="replace" if args.replace else "error",
               model_sha256=file_sha256(model), extras_update=collector.update(embedded.card_ids, replaced=existing) if collector else keypoints_update(replaced=existing))
     return f"added {len(set(embedded.card_ids))} card(s) from {len(embedded)} image(s); the DB now holds {len(ReferenceDB.open(args.db))} cards"
 
@@ -244,7 +275,7 @@ def build_index(experiment) -> Path:
     model = deployable_model(experiment, experiment.index.model)
     scans = {c: list(p) for c, p in zip(bundle.catalog.card_id, bundle.catalog.image_paths)}
     db_dir, skipped = build_reference_db(scans, card_metadata(bundle.catalog), model, folder/"db", MODEL_KINDS.get(experiment.index.model, "hailo"),
-                                         experiment.index.dtype, experiment.index.keypoints)
+                                         experiment.index.dtype, experiment.index.keypoints, heights=experiment.index.reference_heights)
     db = ReferenceDB.open(db_dir)
     from pokecard.data import query_inputs
     queries = onnx_embed(cpu_session(model), query_inputs(bundle, experiment.data.image_size))

@@ -173,3 +173,21 @@ def test_every_index_command_works_on_a_pi_install(kit, tmp_path):
     assert sorted(opened.card_ids) == sorted(ids)
     assert opened.card_info(ids[1])["name"] == f"Card {ids[1]}" and opened.card_info(ids[1])["set_name"]  # metadata without pandas
     assert json.loads(done.stdout.splitlines()[0])["cards"][0]["top"][0]["card_id"] == ids[0]
+
+
+def test_reference_heights_index_small_views_and_add_follows_them(kit, tmp_path, capsys):
+    db = tmp_path/"db"
+    first = tmp_path/"first"; first.mkdir()
+    for card_id in kit["ids"][:3]: (first/f"{card_id}.png").write_bytes((kit["scans"]/f"{card_id}.png").read_bytes())
+    code, text = pokecard("index", "build", "--images", first, "--model", kit["model"], "--out", db, "--reference-heights", "0,180,110", capsys=capsys)
+    assert code == 0, text
+    opened = ReferenceDB.open(db)
+    assert (len(opened), opened.rows) == (3, 9) and opened.manifest["preprocessing"]["reference_heights"] == [0, 180, 110]
+    later = tmp_path/"later"; later.mkdir()
+    (later/f"{kit['ids'][3]}.png").write_bytes((kit["scans"]/f"{kit['ids'][3]}.png").read_bytes())
+    assert pokecard("index", "add", "--db", db, "--images", later)[0] == 0
+    assert ReferenceDB.open(db).rows == 12  # a new scan gets the DB's three views too
+    assert pokecard("index", "add", "--db", db, "--images", kit["photo"], "--card-id", kit["ids"][4])[0] == 0
+    assert ReferenceDB.open(db).rows == 13  # a few-shot photo is a photo already: one row
+    code, text = pokecard("index", "build", "--images", first, "--model", kit["model"], "--out", tmp_path/"x", "--reference-heights", "0,12", capsys=capsys)
+    assert code == 2 and "at least 32 px" in text
