@@ -9,7 +9,7 @@ from pokecard.photos import PhotoParams, simulate_crop
 from pokecard.finder import find_cards, rectify
 from pokecard.images import load_image
 from pokecard.refdb import ReferenceDB, Hit, build_db, add_cards, remove_cards
-from pokecard.verify import (KEYPOINTS_FILE, MIN_INLIERS, VERIFY_SIZE, KeypointSettings, KeypointStore, Verifier, add_keypoints_to_db,
+from pokecard.verify import (keypoints_update, KEYPOINTS_FILE, MIN_INLIERS, VERIFY_SIZE, KeypointSettings, KeypointStore, Verifier, add_keypoints_to_db,
                              card_like, extract_keypoints, keypoints_blob, load_keypoints, match_card, rerank, verify_candidates)
 
 MODEL = dict(file="model.onnx", sha256="ab" * 32, kind="onnx-fp32")
@@ -180,14 +180,15 @@ def test_db_round_trip_through_add_and_remove(forged, tmp_path):
     assert db.manifest["extras"][KEYPOINTS_FILE]["cards"] == 4
     store = load_keypoints(db.read_extra(KEYPOINTS_FILE))
     np.testing.assert_array_equal(store[ids[3]][1], keypoints[ids[3]][1])
-    # add a card to the DB: its keypoints follow with the next call, the others are carried
-    add_cards(db_dir, np.ones((1, 8), np.float32), [ids[4]])
-    assert len(load_keypoints(ReferenceDB.open(db_dir).read_extra(KEYPOINTS_FILE))) == 4
+    # add a card to the DB: the keypoints change in the same commit (an update that forgets them is refused)
+    with pytest.raises(PokecardError, match="must change with the cards"): add_cards(db_dir, np.ones((1, 8), np.float32), [ids[4]])
+    add_cards(db_dir, np.ones((1, 8), np.float32), [ids[4]], extras_update=keypoints_update())
+    assert len(load_keypoints(ReferenceDB.open(db_dir).read_extra(KEYPOINTS_FILE))) == 4  # the others are carried
     add_keypoints_to_db(db_dir, {ids[4]: scans[ids[4]]})
-    # remove cards: stale keypoints are harmless and pruned by the next call
-    remove_cards(db_dir, [ids[0], ids[1]])
+    # remove cards: their keypoints go in the same commit, so no stale keypoints are ever stored
+    remove_cards(db_dir, [ids[0], ids[1]], extras_update=keypoints_update())
     verifier = Verifier.from_db(db_dir)
-    assert ids[0] in verifier.keypoints  # stale until pruned
+    assert ids[0] not in verifier.keypoints
     assert add_keypoints_to_db(db_dir, {})["cards"] == 3
     assert list(Verifier.from_db(ReferenceDB.open(db_dir)).keypoints) == ids[2:5]
     # replace: only the given cards
