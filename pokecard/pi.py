@@ -357,6 +357,8 @@ class Recognizer:
         with clock("rectify"): rectified = [rectify(rgb, quad.corners) for quad in quads]
         with clock("preprocess"): inputs = self.model_inputs(rectified)
         with clock("embed"): embeddings = self.embedder.embed(inputs)
+        if len(embeddings) and (np.linalg.norm(embeddings, axis=1) < 1e-6).any():
+            raise PokecardError("the model maps the card read from this image to an all-zero embedding, so there is nothing to search by (a blank or flat image?)")
         with clock("search"):  # five cards at least: the decision needs the margin, the verifier the top five
             hits = self.db.search(embeddings, k=max(int(top_k), 2, self.verifier.max_candidates if self.verifier else 2))
         with clock("verify"):

@@ -191,3 +191,10 @@ def test_reference_heights_index_small_views_and_add_follows_them(kit, tmp_path,
     assert ReferenceDB.open(db).rows == 13  # a few-shot photo is a photo already: one row
     code, text = pokecard("index", "build", "--images", first, "--model", kit["model"], "--out", tmp_path/"x", "--reference-heights", "0,12", capsys=capsys)
     assert code == 2 and "at least 32 px" in text
+
+
+def test_recognize_a_blank_photo_names_the_file_not_a_row(kit, tmp_path, capsys):
+    db = tmp_path/"db"; assert build(kit, db)[0] == 0
+    blank = tmp_path/"blank.png"; Image.new("RGB", (640, 480), (128, 128, 128)).save(blank)  # the stand-in model gives it an all-zero vector
+    code, text = pokecard("recognize", blank, "--db", db, capsys=capsys)
+    assert "blank.png" in text and "all-zero embedding" in text and "row 0" not in text
