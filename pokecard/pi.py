@@ -15,7 +15,7 @@ from typing import Iterable, Iterator
 import numpy as np, cv2
 from PIL import Image
 from .core import PokecardError, file_sha256, get_logger, site_settings
-from .images import IMAGE_EXTENSIONS, MIN_CARD_SIDE, load_image, to_model_input, to_rgb
+from .images import IMAGE_EXTENSIONS, MIN_CARD_SIDE, load_image, scan_image_folder, to_model_input, to_rgb
 from .export import _first_line, embedder_error, embedder_interface
 from .finder import CardQuad, as_rgb, find_cards, orientation_candidates, rectify, rotate_corners_180
 from .refdb import Hit, ReferenceDB
@@ -28,7 +28,8 @@ __all__ = ['DEFAULT_INPUT_SIZE', 'BACKENDS', 'HAILO_INSTALL_HINT', 'ONNX_KINDS',
            'OUTLINES', 'LATENCY_STEPS', 'UNKNOWN', 'DECISIONS', 'OVERLAY_COLOURS', 'thumbnail_model', 'OnnxEmbedder',
            'import_hailo', 'HailoEmbedder', 'model_entry', 'checked_model_file', 'Candidate', 'RecognizedCard',
            'RecognitionResult', 'decode_image', 'Recognizer', 'to_dict', 'to_json', 'format_result', 'bench_latency',
-           'latency_metrics', 'format_latency', 'quad_iou', 'match_quads', 'TrackedCard', 'CardTracker',
+           'latency_metrics', 'format_latency', 'model_floor', 'scene_frames', 'frame_benchmark',
+           'format_frame_benchmark', 'video_frame_rate', 'quad_iou', 'match_quads', 'TrackedCard', 'CardTracker',
            'overlay_label', 'draw_overlay', 'reading_changes', 'camera_frames', 'display_available', 'run_camera',
            'recognize_main', 'camera_main', 'bench_latency_main']
 
@@ -425,6 +426,61 @@ def format_latency(table:dict) -> str:
     rows = [f"{'step':<11}{'p50 ms':>9}{'p95 ms':>9}"] + [f"{step:<11}{row['p50']:>9.2f}{row['p95']:>9.2f}" for step, row in table.items()]
     return "\n".join(rows)
 
+# %% ../nbs/08_pi.ipynb #9f0e1a02
+def model_floor(recognizer:Recognizer, # a loaded recogniser
+                repeat:int=50, warmup:int=5) -> dict:
+    "The bare embedder forward on one input with the recogniser's own session and threads: p50/p95 ms, the floor a frame is compared with."
+    image = np.random.default_rng(0).integers(0, 256, (1, recognizer.input_size, recognizer.input_size, 3), dtype=np.uint8)
+    times = []
+    for run in range(warmup + repeat):
+        started = time.perf_counter(); recognizer.embedder.embed(image); elapsed = 1e3*(time.perf_counter() - started)
+        if run >= warmup: times.append(elapsed)
+    return {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95)), "runs": repeat}
+
+def scene_frames(scans:list, # card images (paths, PIL images or arrays) to lay on the desk
+                 cards_per_frame:int, # cards in each frame
+                 n_frames:int=6, seed:int=0, size:tuple=(640, 480)) -> list[np.ndarray]:
+    "Camera-sized RGB frames (medium preset) of `cards_per_frame` cards drawn from `scans`."
+    from pokecard.photos import PhotoParams, simulate_scene
+    if not scans: raise PokecardError("scene frames need at least one card scan")
+    rng = np.random.default_rng([seed, cards_per_frame])
+    images = [load_image(s) if isinstance(s, (str, Path)) else s for s in scans]
+    return [np.asarray(simulate_scene([images[i] for i in rng.choice(len(images), cards_per_frame)], rng, PhotoParams.preset("medium"), size=size)[0].convert("RGB"))
+            for _ in range(n_frames)]
+
+def frame_benchmark(recognizer:Recognizer, # a loaded recogniser
+                    frame_sets:dict, # name -> list of RGB frames, e.g. {"1 card": ..., "4 cards": ...}
+                    repeat:int=5, warmup:int=1, top_k:int=5) -> dict:
+    "Per frame set: the per-step latency table and its total as a multiple of the bare forward, measured in the same run."
+    floor = model_floor(recognizer)
+    sets = {name: bench_latency(recognizer, frames, repeat, warmup, top_k) for name, frames in frame_sets.items()}
+    return {"floor_ms": floor, "frames": {name: {"steps": table, "total_x_floor_p50": table["total"]["p50"]/floor["p50"],
+                                                 "total_x_floor_p95": table["total"]["p95"]/floor["p50"]} for name, table in sets.items()}}
+
+def format_frame_benchmark(result:dict) -> str:
+    "A markdown table: each frame set's p50/p95 total, its multiple of the floor, and each step's p50."
+    steps = [s for s in LATENCY_STEPS if s not in ("decode", "total")]
+    floor = result["floor_ms"]
+    lines = [f"| frames | total p50 ms | total p95 ms | × forward p50 | × forward p95 | " + " | ".join(f"{s} p50" for s in steps) + " |",
+             "| --- |" + " ---: |"*(4 + len(steps)),
+             f"| bare forward (1 input) | {floor['p50']:.1f} | {floor['p95']:.1f} | 1.0 | {floor['p95']/floor['p50']:.1f} | " + " | ".join("" for _ in steps) + " |"]
+    for name, row in result["frames"].items():
+        table = row["steps"]
+        lines.append(f"| {name} | {table['total']['p50']:.1f} | {table['total']['p95']:.1f} | {row['total_x_floor_p50']:.1f} | {row['total_x_floor_p95']:.1f} | "
+                     + " | ".join(f"{table[s]['p50']:.1f}" for s in steps) + " |")
+    return "\n".join(lines)
+
+def video_frame_rate(recognizer:Recognizer, frames:Iterable[np.ndarray], # RGB frames, e.g. `camera_frames(video=...)`
+                     smooth:int=5, max_frames:int=0, top_k:int=5) -> dict:
+    "The camera loop (recognise, track, smooth) over recorded frames: frames, seconds and sustained frames per second."
+    tracker, count, started = CardTracker(smooth), 0, time.perf_counter()
+    for frame in frames:
+        tracker.update(recognizer.recognize(frame, top_k=top_k).cards)
+        count += 1
+        if max_frames and count >= max_frames: break
+    seconds = time.perf_counter() - started
+    return {"frames": count, "seconds": seconds, "frames_per_s": count/seconds if seconds > 0 else 0.0}
+
 # %% ../nbs/08_pi.ipynb #73c64aef
 def quad_iou(a:np.ndarray, b:np.ndarray) -> float:
     "Intersection over union of two convex quads (4, 2)."
@@ -692,16 +748,34 @@ def camera_main(argv:list[str]|None=None) -> int:
     return 0
 
 def bench_latency_main(argv:list[str]|None=None) -> int:
-    "`pokecard bench-latency --db DB IMG... [--repeat N]`"
-    parser = argparse.ArgumentParser(prog="pokecard bench-latency", description="Per-step latency (p50/p95) of recognising photos.")
-    parser.add_argument("images", nargs="+", metavar="IMG", help="photos, or folders of photos")
+    "`pokecard bench-latency --db DB [IMG...] [--scenes SCANS] [--video FILE] [--repeat N]`"
+    parser = argparse.ArgumentParser(prog="pokecard bench-latency", description="Per-step latency (p50/p95) of recognising photos and camera frames, "
+                                     "beside the bare model forward measured in the same run.")
+    parser.add_argument("images", nargs="*", metavar="IMG", help="photos, or folders of photos")
+    parser.add_argument("--scenes", metavar="SCANS", help="a folder of card scans: time simulated 640x480 frames with 1 card and with 4 cards")
+    parser.add_argument("--video", help="a recorded video: the frames per second the camera loop (recognise, track, smooth) sustains")
+    parser.add_argument("--max-frames", type=int, default=300, help="with --video: stop after this many frames (default 300)")
     parser.add_argument("--repeat", type=int, default=10, help="timed runs per image (default 10)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per image first (default 1)")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     _common_arguments(parser)
     args = _parse(parser, argv)
     if args.repeat < 1 or args.warmup < 0: parser.error("--repeat must be >= 1 and --warmup >= 0")
+    if not (args.images or args.scenes or args.video): parser.error("give photos, --scenes SCANS or --video FILE")
     recognizer = Recognizer(args.db, backend=args.backend, threads=args.threads, verification=args.verify, verify_margin=args.verify_margin)
+    if args.scenes or args.video:
+        report = {}
+        if args.scenes:
+            scans = [paths[0] for paths in scan_image_folder(args.scenes).values()]
+            frames = {f"640x480, {n} card{'s' if n > 1 else ''}": scene_frames(scans, n) for n in (1, 4)}
+            report = frame_benchmark(recognizer, frames, args.repeat, args.warmup, args.top_k)
+        if args.video: report["video"] = video_frame_rate(recognizer, camera_frames(video=args.video), max_frames=args.max_frames, top_k=args.top_k)
+        if args.json: print(json.dumps(report))
+        else:
+            threads = site_settings().threads if args.threads is None else args.threads
+            if args.scenes: print(f"backend {args.backend}, threads {threads or 'ONNX Runtime default'}, {args.repeat} runs per frame\n{format_frame_benchmark(report)}")
+            if args.video: print(f"video {args.video}: {report['video']['frames']} frames in {report['video']['seconds']:.1f} s, {report['video']['frames_per_s']:.1f} frames/s")
+        return 0
     readable = []
     for path in _image_paths(args.images):
         try: recognizer.recognize(path, top_k=args.top_k); readable.append(path)

@@ -94,7 +94,8 @@ def absent_card_benchmark(db_dir:Path, bundle, n_absent:int, seed:int, work_dir:
     copy = work_dir/"db_without_absent"
     if copy.exists(): shutil.rmtree(copy)
     shutil.copytree(db_dir, copy)
-    remove_cards(copy, absent)
+    from pokecard.verify import keypoints_update
+    remove_cards(copy, absent, extras_update=keypoints_update())  # their keypoints go in the same commit
     recognizer = Recognizer(copy)
     queries = bundle.queries[bundle.queries.card_id.isin(absent) & (bundle.queries.kind == "simulated")]
     decisions = [recognizer.recognize(p).cards[0].decision for p in queries.path]

@@ -198,3 +198,23 @@ def test_recognize_a_blank_photo_names_the_file_not_a_row(kit, tmp_path, capsys)
     blank = tmp_path/"blank.png"; Image.new("RGB", (640, 480), (128, 128, 128)).save(blank)  # the stand-in model gives it an all-zero vector
     code, text = pokecard("recognize", blank, "--db", db, capsys=capsys)
     assert "blank.png" in text and "all-zero embedding" in text and "row 0" not in text
+
+
+def test_bench_latency_times_camera_frames_and_a_video(kit, tmp_path, capsys):
+    import cv2
+    from pokecard.pi import scene_frames
+    db = tmp_path/"db"; assert build(kit, db)[0] == 0
+    code, text = pokecard("bench-latency", "--db", db, "--scenes", kit["scans"], "--repeat", 1, capsys=capsys)
+    assert code == 0, text
+    assert "bare forward (1 input)" in text and "640x480, 1 card" in text and "640x480, 4 cards" in text and "× forward p50" in text
+    video = tmp_path/"pack.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for frame in scene_frames([kit["images"][c] for c in kit["ids"]], 1, n_frames=5): writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    code = main(["bench-latency", "--db", str(db), "--video", str(video), "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    result = json.loads(out.strip().splitlines()[-1])["video"]
+    assert result["frames"] == 5 and result["frames_per_s"] > 0
+    with pytest.raises(SystemExit) as stopped: main(["bench-latency", "--db", str(db)])
+    assert stopped.value.code == 2 and "--scenes" in capsys.readouterr().err
