@@ -17,7 +17,8 @@ from .embedspace import (align_catalog, reprint_groups, umap_map, pca_map, tsne_
 from .refdb import ReferenceDB, set_thresholds
 
 # %% auto #0
-__all__ = ['model_embeddings', 'draw_maps', 'distance_table', 'open_set_thresholds', 'build_analysis']
+__all__ = ['model_embeddings', 'draw_maps', 'distance_table', 'deployed_validation_queries', 'open_set_thresholds',
+           'build_analysis']
 
 # %% ../nbs/07_umap.ipynb #c0862cd5
 def model_embeddings(experiment) -> dict:
@@ -60,14 +61,29 @@ def distance_table(embeddings:dict, bundle) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 # %% ../nbs/07_umap.ipynb #1666e732
-def open_set_thresholds(references:np.ndarray, queries:np.ndarray, bundle, path:Path) -> tuple[dict, dict]:
-    "Thresholds from known vs left-out queries of the deployed model, their report, and a PNG."
-    card_ids, query_ids = list(bundle.catalog.card_id), list(bundle.queries.card_id)
-    known = margin_stats(queries, query_ids, references, card_ids)
-    unknown = unknown_stats(queries, query_ids, references, card_ids)
+def deployed_validation_queries(experiment) -> np.ndarray:
+    "The deployed model's (the reference DB's) embeddings of the validation photos, in the order of `bundle.validation`."
+    from pokecard.index import reference_db_dir
+    from pokecard.export import cpu_session, onnx_embed
+    db = ReferenceDB.open(reference_db_dir(experiment))
+    return onnx_embed(cpu_session(db.db_dir/db.manifest["model"]["file"]), query_inputs(load_data(experiment), experiment.data.image_size, "validation"))
+
+def open_set_thresholds(references:np.ndarray, # (n_cards, dim) the deployed references, in catalog order
+                        validation_queries:np.ndarray, # the deployed model's validation photos: the thresholds are chosen on them
+                        bundle, path:Path,
+                        report_queries:np.ndarray|None=None # the reported queries: only scored with the chosen thresholds
+                       ) -> tuple[dict, dict]:
+    "Thresholds chosen on known vs left-out validation photos; their rates on the reported queries (and `validation_*` on the validation photos); a PNG."
+    card_ids = list(bundle.catalog.card_id)
+    val_ids = list(bundle.validation.card_id)
+    known, unknown = margin_stats(validation_queries, val_ids, references, card_ids), unknown_stats(validation_queries, val_ids, references, card_ids)
     thresholds = choose_thresholds(known, unknown)
-    plot_thresholds(known, unknown, thresholds, path, title="Open-set thresholds of the deployed model")
-    return thresholds, threshold_report(known, unknown, thresholds)
+    plot_thresholds(known, unknown, thresholds, path, title="Open-set thresholds of the deployed model (chosen on validation photos)")
+    rates = {f"validation_{k}": v for k, v in threshold_report(known, unknown, thresholds).items()}
+    if report_queries is not None:
+        query_ids = list(bundle.queries.card_id)
+        rates.update(threshold_report(margin_stats(report_queries, query_ids, references, card_ids), unknown_stats(report_queries, query_ids, references, card_ids), thresholds))
+    return thresholds, rates
 
 # %% ../nbs/07_umap.ipynb #643b048f
 def build_analysis(experiment) -> Path:
@@ -84,7 +100,7 @@ def build_analysis(experiment) -> Path:
     deployed_refs, deployed_queries = embeddings["deployed"]
     if params.map_method == "umap": tsne_map(deployed_refs[keep], catalog.iloc[keep].reset_index(drop=True), folder/"map_tsne_deployed_set_id.png", "set_id", groups, seed=experiment.seed)
     distances = distance_table(embeddings, bundle)
-    thresholds, rates = open_set_thresholds(deployed_refs, deployed_queries, bundle, folder/"thresholds.png")
+    thresholds, rates = open_set_thresholds(deployed_refs, deployed_validation_queries(experiment), bundle, folder/"thresholds.png", deployed_queries)
     db_dir = reference_db_dir(experiment)
     set_thresholds(db_dir, thresholds)
     image_for = lambda card_id: card_image(bundle.paths[card_id])
@@ -95,7 +111,7 @@ def build_analysis(experiment) -> Path:
     deployed = distances.loc["deployed"]
     metrics = {"separation_ratio": deployed["separation_ratio"], "intra_mean": deployed["intra_mean"], "inter_mean": deployed["inter_mean"],
                "reprint_separation_ratio": deployed.get("reprint_separation_ratio"), "silhouette": clusters["silhouette"],
-               **{f"known_{k}" if not k.startswith(("known", "unknown")) else k: v for k, v in rates.items() if isinstance(v, (int, float))}}
+               **{f"known_{k}" if not k.startswith(("known", "unknown", "validation_")) else k: v for k, v in rates.items() if isinstance(v, (int, float))}}
     report = {"metrics": metrics, "thresholds": thresholds, "threshold_rates": rates, "distances": distances.to_dict("index"),
               "confusable_pairs": pairs, "kmeans": {k: v for k, v in clusters.items() if k != "labels"}, "review": review}
     atomic_write_json(folder/"metrics.json", report)

@@ -18,12 +18,12 @@ from .data import query_card_image
 from .embedspace import choose_thresholds, decide, decide_many
 
 # %% auto #0
-__all__ = ['BENCH_COLUMNS', 'MARKDOWN_HEADERS', 'IMAGENET_SPEC', 'METHOD_KEYS', 'BENCH_PURPOSE', 'README_MARKERS', 'Method',
-           'rank_cards', 'PHashMethod', 'ORBMethod', 'EmbeddingMethod', 'onnx_method', 'teacher_method',
-           'VerifiedMethod', 'ranking_metrics', 'open_set_stats', 'rejection_rates', 'score_queries', 'method_row',
-           'benchmark_methods', 'human_bytes', 'markdown_table', 'plot_bench', 'fresh_photos', 'preset_queries',
-           'real_card_inputs', 'choose_queries', 'cpu_threads', 'build_methods', 'run_bench', 'readme_slot',
-           'update_readme', 'bench_main']
+__all__ = ['BENCH_COLUMNS', 'MARKDOWN_HEADERS', 'IMAGENET_SPEC', 'METHOD_KEYS', 'BENCH_PURPOSE', 'PRESET_HEADERS',
+           'README_MARKERS', 'Method', 'rank_cards', 'PHashMethod', 'ORBMethod', 'EmbeddingMethod', 'onnx_method',
+           'teacher_method', 'VerifiedMethod', 'ranking_metrics', 'open_set_stats', 'rejection_rates', 'score_queries',
+           'method_row', 'benchmark_methods', 'human_bytes', 'markdown_table', 'plot_bench', 'fresh_photos',
+           'preset_queries', 'real_card_inputs', 'choose_queries', 'cpu_threads', 'build_methods', 'run_bench',
+           'preset_table', 'preset_markdown', 'run_bench_presets', 'readme_slot', 'update_readme', 'bench_main']
 
 # %% ../nbs/09_bench.ipynb #72d989f3
 def _as_rgb_array(image) -> np.ndarray:
@@ -511,6 +511,66 @@ def run_bench(experiment:Experiment, # the run whose stage outputs are compared 
                                              "wall_s": round(time.perf_counter() - timer, 1)})
     return table
 
+PRESET_HEADERS = {"top1": "top-1", "top1_reprints": "top-1 reprints", "ms_p50": "ms/query p50"}  # what the per-preset table shows
+
+def preset_table(tables:dict # preset -> a `benchmark_methods` table on photos at that preset
+                ) -> pd.DataFrame:
+    "One row per method: top1, top1_reprints and ms_p50 at each preset as `<key>_<preset>` columns, presets side by side."
+    rows = {}
+    for preset, table in tables.items():
+        for record in table.to_dict("records"):
+            row = rows.setdefault(record["method"], {"method": record["method"]})
+            row.update({f"{k}_{preset}": record.get(k) for k in PRESET_HEADERS})
+    return pd.DataFrame(list(rows.values()))
+
+def preset_markdown(table:pd.DataFrame, presets:list[str]) -> str:
+    "The per-preset table as GitHub markdown: top-1 per preset, then reprints and ms/query per preset."
+    columns = [f"{k}_{p}" for k in PRESET_HEADERS for p in presets if f"{k}_{p}" in table.columns]
+    cell = lambda c, v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else (f"{100 * v:.1f}%" if c.startswith("top") else f"{v:.3g}")
+    header = "| method | " + " | ".join(f"{PRESET_HEADERS[c.rsplit('_', 1)[0]]} {c.rsplit('_', 1)[1]}" for c in columns) + " |"
+    lines = [header, "| --- | " + " | ".join("---:" for _ in columns) + " |"]
+    lines += ["| " + " | ".join([str(r["method"])] + [cell(c, r[c]) for c in columns]) + " |" for r in table.to_dict("records")]
+    return "\n".join(lines) + "\n"
+
+def run_bench_presets(experiment:Experiment, # the run whose stage outputs are compared on
+                      presets:list[str], # photo presets, e.g. ["easy", "medium", "hard"]
+                      out_dir:Path|None=None, # default outputs/<run>/bench_presets
+                      max_queries:int=0, keys=METHOD_KEYS, orb_features:int=500, threads:int=1, progress:bool=True,
+                      real_cards:bool=True # a forged run: the same on the real scans under the data root
+                     ) -> dict:
+    "Every method on fresh photos at each preset (the same photos for all methods), on the run's cards and on the real cards; bench_presets.md/.json/.csv."
+    from pokecard.data import load_data, card_image
+    from pokecard.photos import PhotoParams
+    for preset in presets: PhotoParams.preset(preset)  # fail early on a bad name
+    timer, bundle = time.perf_counter(), load_data(experiment)
+    out_dir = Path(out_dir) if out_dir else run_dir(experiment)/"bench_presets"
+    card_ids = list(bundle.catalog.card_id)
+    references = [card_image(bundle.paths[c]) for c in card_ids]
+    real_wanted = real_cards and experiment.data.source == "forge"
+    forged, real = {}, {}
+    with cpu_threads(threads):
+        methods, fixed = build_methods(experiment, keys, orb_features, threads)
+        for preset in presets:
+            images, queries = preset_queries(bundle, preset, max_queries, experiment.seed)
+            forged[preset] = benchmark_methods(methods, references, card_ids, images, list(queries.card_id), list(queries.kind), bundle.names,
+                                               set(bundle.splits["heldout"]), fixed, progress)
+            if real_wanted and (cards := real_card_inputs(max_queries, experiment.seed, preset)) is not None:
+                real[preset] = benchmark_methods(methods, cards["references"], cards["card_ids"], cards["query_images"], cards["query_ids"], cards["kinds"],
+                                                 cards["names"], None, fixed, progress)
+    tables = {"run": preset_table(forged), "real_cards": preset_table(real) if real else None}
+    text = (f"### Run `{experiment.run}`, per photo preset\n\n`pokecard bench {experiment.run} --presets {','.join(presets)}"
+            f"{f' --max-queries {max_queries}' if max_queries else ''}`: {len(card_ids)} reference cards; at each preset fresh photos of "
+            f"{'every card' if not max_queries else f'{max_queries} cards'} (held-out seeds), the same photos for every method; CPU, {threads} thread(s) per method.\n\n"
+            + preset_markdown(tables["run"], presets))
+    if real: text += f"\n### Real cards (`{site_settings().data_root}`), per photo preset\n\n" + preset_markdown(tables["real_cards"], presets)
+    atomic_write_text(out_dir/"bench_presets.md", text)
+    with atomic_write(out_dir/"bench_presets.csv", "w") as f: tables["run"].to_csv(f, index=False)
+    atomic_write_json(out_dir/"bench_presets.json", {"run": experiment.run, "presets": list(presets), "max_queries": max_queries, "threads": threads,
+                                                     "rows": tables["run"].to_dict("records"),
+                                                     "real_card_rows": None if tables["real_cards"] is None else tables["real_cards"].to_dict("records"),
+                                                     "wall_s": round(time.perf_counter() - timer, 1)})
+    return tables
+
 README_MARKERS = ("<!-- pokecard bench: start -->", "<!-- pokecard bench: end -->")
 
 def readme_slot(readme:Path # a markdown file holding both README_MARKERS
@@ -533,7 +593,7 @@ def update_readme(readme:Path, # a markdown file holding both README_MARKERS
 
 def bench_main(argv:list[str]|None=None # arguments after `pokecard bench`
               ) -> int:
-    "`pokecard bench PARAMS [--out DIR] [--max-queries N] [--methods int8,fp32,...] [--threads 1] [--preset P] [--readme README.md]`: print the comparison."
+    "`pokecard bench PARAMS [--out DIR] [--max-queries N] [--methods int8,fp32,...] [--threads 1] [--preset P | --presets easy,medium,hard] [--readme README.md]`: print the comparison."
     from pokecard.core import load_params
     from pokecard.pipeline import resolve_params_path
     parser = argparse.ArgumentParser(prog="pokecard bench", description="Compare pokecard with its teacher, an ImageNet network, pHash and ORB on a run's references and queries.")
@@ -544,6 +604,7 @@ def bench_main(argv:list[str]|None=None # arguments after `pokecard bench`
     parser.add_argument("--orb-features", type=int, default=500, help="ORB keypoints per image")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of every method (default 1: per-core latency, the same for all)")
     parser.add_argument("--preset", help="fresh query photos at this photo preset (clean, easy, medium, hard) instead of the run's queries")
+    parser.add_argument("--presets", help="comma-separated photo presets (e.g. easy,medium,hard): every method on fresh photos at each, side by side (bench_presets.md)")
     parser.add_argument("--no-real-cards", action="store_true", help="skip the real-card table of a forged run")
     parser.add_argument("--readme", help=f"also write the tables into this markdown file, between {README_MARKERS[0]} and {README_MARKERS[1]}")
     args = parser.parse_args(argv)
@@ -555,6 +616,17 @@ def bench_main(argv:list[str]|None=None # arguments after `pokecard bench`
         from pokecard.photos import PhotoParams
         PhotoParams.preset(args.preset)  # an unknown preset fails here, naming the valid ones
     if args.readme: readme_slot(args.readme)  # fail before the long run, not after
+    if args.presets:
+        from pokecard.photos import PhotoParams
+        presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+        for preset in presets: PhotoParams.preset(preset)
+        out_dir = Path(args.out) if args.out else run_dir(experiment)/"bench_presets"
+        run_bench_presets(experiment, presets, out_dir, args.max_queries, keys, args.orb_features, args.threads, real_cards=not args.no_real_cards)
+        text = (out_dir/"bench_presets.md").read_text(encoding="utf-8")
+        print(text)
+        if args.readme: update_readme(args.readme, text)
+        print(f"written to {out_dir}" + (f" and {args.readme}" if args.readme else ""))
+        return 0
     out_dir = Path(args.out) if args.out else run_dir(experiment)/("bench" if args.preset is None else f"bench_{args.preset}")
     run_bench(experiment, out_dir, args.max_queries, keys, args.orb_features, args.threads, preset=args.preset, real_cards=not args.no_real_cards)
     text = (out_dir/"bench.md").read_text(encoding="utf-8")

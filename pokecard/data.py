@@ -7,7 +7,7 @@ Docs: https://pokecard.github.io/pokecard/data.html.md"""
 # %% ../nbs/01_data.ipynb #a170e076
 from __future__ import annotations
 import csv, json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -17,12 +17,13 @@ from .core import (Experiment, PokecardError, StageTimer, atomic_write, atomic_w
 from .images import load_image, to_model_input, validate_card_id
 from .catalog import catalog_from_folder, catalog_from_class_folders, save_catalog, load_catalog, reprint_groups
 from .forge import forge_dataset
-from .photos import PhotoParams, simulate_crop
+from .photos import PhotoParams, simulate_crop, simulate_framed, simulate_scene, widen_damage
 
 # %% auto #0
-__all__ = ['QUERY_PURPOSE', 'source_folders', 'build_catalog', 'heldout_sets', 'make_splits', 'card_image', 'card_view',
-           'write_query_photos', 'query_card_image', 'query_input', 'query_inputs', 'DataBundle', 'build_data',
-           'load_data', 'image_grid']
+__all__ = ['DEPLOY_PRESET_ODDS', 'QUERY_PURPOSE', 'VALIDATION_PURPOSE', 'PRESET_CODES', 'source_folders', 'build_catalog',
+           'heldout_sets', 'make_splits', 'card_image', 'card_view', 'finder_error', 'deploy_view', 'eval_presets',
+           'write_photo_split', 'write_query_photos', 'write_validation_photos', 'query_card_image', 'query_input',
+           'query_inputs', 'DataBundle', 'build_data', 'load_data', 'image_grid']
 
 # %% ../nbs/01_data.ipynb #1daa5815
 def source_folders(experiment:Experiment) -> tuple[Path, Path|None]:
@@ -88,28 +89,83 @@ def card_view(path:str, # the card's scan
     if seed is not None: image = simulate_crop(image, np.random.default_rng(seed), PhotoParams.preset(preset))
     return to_model_input(image, size)
 
+# %% ../nbs/01_data.ipynb #217b2d57
+DEPLOY_PRESET_ODDS = {"easy": 1.0, "medium": 1.0, "hard": 1.5}  # presets of deploy training views and their odds
+
+def finder_error(corners:np.ndarray, # (4, 2) true corners
+                 rng:np.random.Generator
+                ) -> np.ndarray:
+    "Corners as a card finder returns them: each moved by Gaussian jitter of 0.5-3 px; one time in four the quad 1-3% too large or small."
+    moved = corners + rng.normal(0, rng.uniform(0.5, 3.0), (4, 2))
+    if rng.random() < 0.25:
+        centre = moved.mean(0)
+        moved = centre + (moved - centre) * (1 + rng.choice([-1, 1]) * rng.uniform(0.01, 0.03))
+    return moved.astype(np.float32)
+
+def deploy_view(path:str, # the card's scan
+                seed:list|None, # None = the clean scan; else seeds of the simulated photo
+                size:int=224, # model input side
+                spread:float=1.0, # damage beyond the presets (`photos.widen_damage`)
+                scene_share:float=0.2 # share of scene photos (else a close framed photo)
+               ) -> np.ndarray:
+    "One model input (uint8 HxWx3) made as at deployment: simulated photo -> finder-error corners -> rectify -> to_model_input."
+    from pokecard.finder import rectify
+    image = card_image(str(path))
+    if seed is None: return to_model_input(image, size)
+    rng = np.random.default_rng(seed)
+    presets = list(DEPLOY_PRESET_ODDS)
+    odds = np.array([DEPLOY_PRESET_ODDS[p] for p in presets])
+    params = widen_damage(PhotoParams.preset(presets[rng.choice(len(presets), p=odds / odds.sum())]), spread)
+    if rng.random() < scene_share:
+        frame, quads = simulate_scene([image], rng, params, size=(640, 480))
+        frame, corners = np.asarray(frame), quads[0]
+    else: frame, corners = simulate_framed(image, rng, replace(params, crop_margin=(0.03, 0.25)))
+    return to_model_input(rectify(frame, finder_error(corners, rng)), size)
+
+
 # %% ../nbs/01_data.ipynb #6ad2f4b4
-QUERY_PURPOSE = 2  # seed namespace of query photos (training views use others)
+QUERY_PURPOSE = 2  # seed namespace of the reported query photos (training views use others)
+VALIDATION_PURPOSE = 4  # seed namespace of the validation photos: every choice is made on them, never on the queries
+PRESET_CODES = {"easy": 1, "medium": 2, "hard": 3}  # joins the seed, so each preset's photos are their own draw
+
+def eval_presets(experiment:Experiment) -> list[str]:
+    "The photo presets queries and validation photos are made at (`data.eval_presets`, else `[data.query_preset]`)."
+    presets = list(experiment.data.eval_presets) or [experiment.data.query_preset]
+    unknown = [p for p in presets if p not in PRESET_CODES]
+    if unknown: raise PokecardError(f"data.eval_presets has unknown preset(s) {unknown}; valid: {', '.join(PRESET_CODES)}")
+    return presets
+
+def write_photo_split(catalog:pd.DataFrame, experiment:Experiment, out_dir:Path, purpose:int, per_card:int) -> pd.DataFrame:
+    "`per_card` simulated photos of every card at every eval preset (seeds of `purpose`), as JPEGs; a table path, card_id, kind, preset."
+    rows = []
+    for preset in eval_presets(experiment):
+        (out_dir/preset).mkdir(parents=True, exist_ok=True)
+        for card_index, card in enumerate(catalog.itertuples()):
+            for k in range(per_card):
+                path = out_dir/preset/f"{card.card_id}__{k}.jpg"
+                if not path.is_file():
+                    seed = [experiment.data.query_seed, purpose, card_index, k, PRESET_CODES[preset]]
+                    photo = simulate_crop(card_image(card.image_paths[0]), np.random.default_rng(seed), PhotoParams.preset(preset))
+                    with atomic_write(path) as f: photo.convert("RGB").save(f, "JPEG", quality=90)
+                rows.append(dict(path=str(path), card_id=card.card_id, kind="simulated", preset=preset))
+    return pd.DataFrame(rows, columns=["path", "card_id", "kind", "preset"])
 
 def write_query_photos(catalog:pd.DataFrame, experiment:Experiment, out_dir:Path) -> pd.DataFrame:
-    "Simulated query photos (held-out seeds) as JPEGs, plus real labelled photos; a table path, card_id, kind."
-    params, rows = experiment.data, []
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for card_index, card in enumerate(catalog.itertuples()):
-        for k in range(params.queries_per_card):
-            path = out_dir/f"{card.card_id}__{k}.jpg"
-            if not path.is_file():
-                photo = simulate_crop(card_image(card.image_paths[0]), np.random.default_rng([params.query_seed, QUERY_PURPOSE, card_index, k]), PhotoParams.preset(params.query_preset))
-                with atomic_write(path) as f: photo.convert("RGB").save(f, "JPEG", quality=90)
-            rows.append(dict(path=str(path), card_id=card.card_id, kind="simulated"))
+    "The reported queries: simulated photos per eval preset (held-out seeds) plus real labelled photos (preset `real`)."
+    queries, rows = write_photo_split(catalog, experiment, out_dir, QUERY_PURPOSE, experiment.data.queries_per_card), []
     labels = site_settings().data_root/"photos"/"labels.csv"
     if experiment.data.source != "forge" and labels.is_file():
         known = set(catalog.card_id)
         with open(labels, newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
                 for card_id in row["card_ids"].split(";"):
-                    if validate_card_id(card_id) in known: rows.append(dict(path=str(labels.parent.parent/row["path"]), card_id=card_id, kind="real_photo"))
-    return pd.DataFrame(rows, columns=["path", "card_id", "kind"])
+                    if validate_card_id(card_id) in known: rows.append(dict(path=str(labels.parent.parent/row["path"]), card_id=card_id, kind="real_photo", preset="real"))
+    return pd.concat([queries, pd.DataFrame(rows, columns=queries.columns)], ignore_index=True)
+
+def write_validation_photos(catalog:pd.DataFrame, experiment:Experiment, out_dir:Path) -> pd.DataFrame:
+    "The validation split: `val_per_card` photos per card per eval preset from seeds neither training nor the queries use."
+    return write_photo_split(catalog, experiment, out_dir, VALIDATION_PURPOSE, experiment.data.val_per_card)
+
 
 # %% ../nbs/01_data.ipynb #40bbd9f3
 def query_card_image(path:str, kind:str) -> Image.Image:
@@ -126,9 +182,10 @@ def query_input(path:str, kind:str, size:int=224) -> np.ndarray:
     "The model input of one query photo."
     return to_model_input(query_card_image(path, kind), size)
 
-def query_inputs(bundle, size:int=224) -> np.ndarray:
-    "Model inputs (n_queries, size, size, 3) uint8 of every query, in the order of `bundle.queries`."
-    return np.stack([query_input(p, k, size) for p, k in zip(bundle.queries.path, bundle.queries.kind)])
+def query_inputs(bundle, size:int=224, split:str="queries") -> np.ndarray:
+    "Model inputs (n, size, size, 3) uint8 of every photo of a split (`queries`: reported; `validation`), in the order of its table."
+    table = bundle.split(split)
+    return np.stack([query_input(p, k, size) for p, k in zip(table.path, table.kind)])
 
 # %% ../nbs/01_data.ipynb #2276d24f
 @dataclass
@@ -136,8 +193,14 @@ class DataBundle:
     "Stage 01's files, loaded."
     catalog: pd.DataFrame   # one row per card
     splits: dict            # train / heldout / references card ids, heldout_sets
-    queries: pd.DataFrame   # path, card_id, kind (simulated | real_photo)
+    queries: pd.DataFrame   # the reported split: path, card_id, kind (simulated | real_photo), preset
     folder: Path            # outputs/<run>/01_data
+    validation: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["path", "card_id", "kind", "preset"]))  # the choosing split, same columns
+
+    def split(self, name:str) -> pd.DataFrame:
+        "The photo table of split `name` (queries | validation)."
+        if name not in ("queries", "validation"): raise PokecardError(f"unknown split {name!r}; valid: queries, validation")
+        return self.queries if name == "queries" else self.validation
 
     @property
     def names(self) -> dict: return dict(zip(self.catalog.card_id, self.catalog.name))
@@ -150,26 +213,30 @@ def build_data(experiment:Experiment) -> Path:
     catalog = build_catalog(experiment)
     splits = make_splits(catalog, experiment)
     queries = write_query_photos(catalog, experiment, folder/"queries")
+    validation = write_validation_photos(catalog, experiment, folder/"validation")
     catalog_path = save_catalog(catalog, folder/"catalog.parquet")
     atomic_write_json(folder/"splits.json", splits)
     with atomic_write(folder/"queries.csv", "w") as f: queries.to_csv(f, index=False)
+    with atomic_write(folder/"validation.csv", "w") as f: validation.to_csv(f, index=False)
     groups = reprint_groups(catalog)
     metrics = dict(n_cards=len(catalog), n_sets=int(catalog.set_id.nunique()), n_reprint_groups=len(groups),
                    n_cards_in_reprint_groups=sum(map(len, groups.values())), n_train_cards=len(splits["train"]),
-                   n_heldout_cards=len(splits["heldout"]), n_queries=int((queries.kind == "simulated").sum()),
+                   n_heldout_cards=len(splits["heldout"]), n_queries=int((queries.kind == "simulated").sum()), n_validation=len(validation),
                    n_real_photos=int((queries.kind == "real_photo").sum()))
     stats = {column: {str(k): int(v) for k, v in catalog[column].value_counts().items()} for column in ("set_id", "supertype", "rarity")}
     inputs = [Path(p) for paths in catalog.image_paths for p in paths] if experiment.data.source != "forge" else []
     write_manifest(experiment, "01_data", inputs=inputs + [Path(p) for p in queries.path[queries.kind == "real_photo"]],
-                   outputs=[catalog_path, folder/"splits.json", folder/"queries.csv", folder/"queries"], metrics=metrics, wall_s=timer.seconds,
-                   extra={"catalog_stats": stats, "heldout_sets": splits["heldout_sets"]})
+                   outputs=[catalog_path, folder/"splits.json", folder/"queries.csv", folder/"queries", folder/"validation.csv", folder/"validation"], metrics=metrics, wall_s=timer.seconds,
+                   extra={"catalog_stats": stats, "heldout_sets": splits["heldout_sets"], "eval_presets": eval_presets(experiment)})
     return folder
 
 def load_data(experiment:Experiment) -> DataBundle:
     "Stage 01's catalog, splits and queries (built first when missing or stale)."
     folder = ensure_stage(experiment, "01_data")
     queries = pd.read_csv(folder/"queries.csv")
-    return DataBundle(load_catalog(folder/"catalog.parquet"), json.loads((folder/"splits.json").read_text()), queries, folder)
+    validation = pd.read_csv(folder/"validation.csv") if (folder/"validation.csv").is_file() else None
+    if validation is None: raise PokecardError(f"{folder} has no validation.csv (made by an older stage 01); rerun stage 01: pokecard run <params> --stages 01 --force")
+    return DataBundle(load_catalog(folder/"catalog.parquet"), json.loads((folder/"splits.json").read_text()), queries, folder, validation)
 
 # %% ../nbs/01_data.ipynb #a7b11915
 def image_grid(images:list, titles:list[str], path:Path|None=None, columns:int=6, size:float=2.0, title:str=""):

@@ -12,18 +12,26 @@ from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from .core import (Experiment, PokecardError, StageTimer, atomic_write, choose_device, ensure_stage, get_logger,
                            stage_dir, stage_params_hash, write_manifest)
-from .data import DataBundle, load_data, card_view, query_inputs
+from torch import nn
+from .data import DataBundle, load_data, card_view, deploy_view, query_inputs
 from .metrics import retrieval_metrics
 from .models import StudentConfig, build_student, load_teacher, embed_images
 from .teacher import TeacherCache, load_teacher_cache, project, view_seed
-from .training import FitConfig, fit, plot_history, load_checkpoint, world
+from .training import FitConfig, fit, plot_history, load_checkpoint, world, unwrap
 
 # %% auto #0
-__all__ = ['SIMILARITY_SCALE', 'DistillViews', 'similarity_log_probs', 'distill_loss', 'RetrievalEvaluator', 'student_config',
-           'fit_config', 'save_student', 'load_student', 'freeze_leading_blocks', 'online_target',
-           'train_student_stage1', 'throughput_table', 'build_distill', 'load_stage1_student']
+__all__ = ['SIMILARITY_SCALE', 'training_view', 'DistillViews', 'similarity_log_probs', 'distill_loss', 'RetrievalEvaluator',
+           'student_config', 'fit_config', 'save_student', 'load_student', 'freeze_leading_blocks', 'online_target',
+           'IdentityHead', 'StudentWithHead', 'stage1_loss', 'train_student_stage1', 'throughput_table',
+           'build_distill', 'load_stage1_student']
 
 # %% ../nbs/03_distill.ipynb #4dec3be0
+def training_view(experiment:Experiment, path:str, seed:list|None) -> np.ndarray:
+    "A training view (uint8 HxWx3) as `distill.views` makes it: `deploy` (photo -> finder corners -> rectify) or `crop` (simulate_crop at teacher.view_preset)."
+    params, size = experiment.distill, experiment.data.image_size
+    if params.views == "deploy": return deploy_view(path, seed, size, params.damage_spread, params.scene_share)
+    return card_view(path, seed, experiment.teacher.view_preset, size)
+
 class DistillViews:
     "Training samples of stage 1: a card view (uint8 CHW), its card, and the cached teacher target."
     def __init__(self, experiment:Experiment, bundle:DataBundle, cache:TeacherCache):
@@ -33,12 +41,15 @@ class DistillViews:
         self.views = experiment.teacher.views_per_card
         self.online = experiment.teacher.mode == "online"
         self.fresh = self.online or experiment.distill.target == "clean"  # new views every epoch
+        if experiment.distill.views == "deploy" and experiment.distill.target == "view" and not self.online:
+            raise PokecardError("distill.target 'view' pulls each view to the teacher's cached embedding of a crop view, which distill.views 'deploy' does not make; "
+                                "use target: clean, teacher.mode: online, or views: crop")
     def __len__(self): return len(self.cards) * self.views
     def __getitem__(self, i):
         card, view = divmod(i, self.views)
         card_index, path = self.cards[card]
         seed = view_seed(self.experiment, card_index, view, self.epoch if self.fresh else None)
-        image = card_view(path, seed, self.experiment.teacher.view_preset, self.experiment.data.image_size)
+        image = training_view(self.experiment, path, seed)
         sample = {"image": np.ascontiguousarray(image.transpose(2, 0, 1)), "card": card}
         if not self.online: sample["target"] = self.cache.train_views[card, 0 if self.experiment.distill.target == "clean" else view].astype(np.float32)
         return sample
@@ -65,24 +76,31 @@ def distill_loss(student:torch.Tensor, # (B, D) L2-normalised student embeddings
 
 # %% ../nbs/03_distill.ipynb #ae61fbde
 class RetrievalEvaluator:
-    "Embeds references and queries with a model and scores retrieval (inputs prepared once)."
-    def __init__(self, bundle:DataBundle, size:int=224, batch_size:int=64, device:str="cpu"):
-        self.bundle, self.batch_size, self.device = bundle, batch_size, device
+    "Embeds references and one photo split (`queries`: reported; `validation`: choosing, keys prefixed `val_`) and scores retrieval, overall and per preset."
+    def __init__(self, bundle:DataBundle, size:int=224, batch_size:int=64, device:str="cpu", split:str="queries"):
+        self.bundle, self.batch_size, self.device, self.split = bundle, batch_size, device, split
+        self.table = bundle.split(split).reset_index(drop=True)
+        self.prefix = "val_" if split == "validation" else ""
         self.reference_inputs = np.stack([card_view(bundle.paths[c], None, size=size) for c in bundle.catalog.card_id])
-        self.query_inputs = query_inputs(bundle, size)
-        self.simulated = (bundle.queries.kind == "simulated").to_numpy()
+        self.query_inputs = query_inputs(bundle, size, split)
+        self.simulated = (self.table.kind == "simulated").to_numpy()
     def embed(self, model) -> tuple[np.ndarray, np.ndarray]:
-        "Reference and query embeddings of `model`."
+        "Reference and photo embeddings of `model`."
         return (embed_images(model, self.reference_inputs, batch_size=self.batch_size, device=self.device, progress=False)[0],
                 embed_images(model, self.query_inputs, batch_size=self.batch_size, device=self.device, progress=False)[0])
     def score(self, references:np.ndarray, queries:np.ndarray) -> dict:
-        "Retrieval metrics of given embeddings (simulated queries; real photos as top1_real_photos)."
-        b, ids = self.bundle, list(self.bundle.catalog.card_id)
-        metrics = retrieval_metrics(queries[self.simulated], list(b.queries.card_id[self.simulated]), references, ids, b.names, set(b.splits["heldout"]))
+        "Retrieval metrics of given embeddings: all simulated photos, then `<key>_<preset>` per preset; real photos as top1_real_photos."
+        b, t, ids = self.bundle, self.table, list(self.bundle.catalog.card_id)
+        def scored(rows): return retrieval_metrics(queries[rows], list(t.card_id[rows]), references, ids, b.names, set(b.splits["heldout"]))
+        metrics = scored(self.simulated)
+        for preset in dict.fromkeys(t.preset[self.simulated]) if "preset" in t else []:
+            per_preset = scored(self.simulated & (t.preset == preset).to_numpy())
+            metrics.update({f"{k}_{preset}": v for k, v in per_preset.items() if k in ("top1", "top5", "top1_reprints", "top1_heldout_sets", "n_queries")})
         if (~self.simulated).any():
-            metrics["top1_real_photos"] = retrieval_metrics(queries[~self.simulated], list(b.queries.card_id[~self.simulated]), references, ids)["top1"]
-        return metrics
+            metrics["top1_real_photos"] = retrieval_metrics(queries[~self.simulated], list(t.card_id[~self.simulated]), references, ids)["top1"]
+        return {f"{self.prefix}{k}": v for k, v in metrics.items()}
     def __call__(self, model) -> dict: return self.score(*self.embed(model))
+
 
 # %% ../nbs/03_distill.ipynb #c70d39cf
 def student_config(experiment:Experiment, teacher_dim:int) -> StudentConfig:
@@ -123,30 +141,67 @@ def online_target(teacher, images:torch.Tensor, cache:TeacherCache) -> torch.Ten
     if cache.projection is None: return target
     return torch.from_numpy(project(target.cpu().numpy(), cache.projection)).to(target.device)
 
-def train_student_stage1(experiment:Experiment, bundle:DataBundle, cache:TeacherCache, evaluator:RetrievalEvaluator, device:str, progress:bool=True):
-    "Distil the teacher into a fresh student; returns (best student, its config, FitResult)."
+class IdentityHead(nn.Module):
+    "A normalised-softmax classifier over the training cards: one unit weight per card, initialised from reference embeddings."
+    def __init__(self, references:np.ndarray, # (n_cards, dim) initial weights, e.g. the teacher's clean-scan embeddings
+                 temperature:float=0.05):
+        super().__init__()
+        self.weight, self.temperature = nn.Parameter(F.normalize(torch.as_tensor(references, dtype=torch.float32), dim=1)), temperature
+    def forward(self, embeddings:torch.Tensor, cards:torch.Tensor) -> torch.Tensor:
+        "Cross-entropy of each embedding against every card (its own, its reprints, all others)."
+        logits = F.normalize(embeddings.float(), dim=1) @ F.normalize(self.weight, dim=1).T / self.temperature
+        return F.cross_entropy(logits, cards)
+
+class StudentWithHead(nn.Module):
+    "The student and its identity head as one module for the training loop; `forward(x)` is the student's embedding."
+    def __init__(self, student:nn.Module, head:IdentityHead):
+        super().__init__()
+        self.student, self.head = student, head
+    @property
+    def input(self): return self.student.input
+    def forward(self, images, cards=None):
+        embeddings = self.student(images)
+        return embeddings if cards is None else (embeddings, self.head(embeddings, cards))
+
+def stage1_loss(experiment:Experiment, student_embeddings:torch.Tensor, target:torch.Tensor|None, identity:torch.Tensor|None) -> tuple[torch.Tensor, dict]:
+    "The stage-1 objective of `distill.objective`: distill, identity, or distill + identity_weight * identity."
+    params, parts, loss = experiment.distill, {}, 0.0
+    if params.objective in ("distill", "both"):
+        loss, parts = distill_loss(student_embeddings, target, params.alpha, params.temperature)
+    if params.objective in ("identity", "both"):
+        loss = loss + (params.identity_weight if params.objective == "both" else 1.0) * identity
+        parts["identity"] = float(identity)
+    return loss, parts
+
+def train_student_stage1(experiment:Experiment, bundle:DataBundle, cache:TeacherCache, validation:RetrievalEvaluator, device:str, progress:bool=True):
+    "Train a fresh student with `distill.objective`, the best epoch picked by `validation` (val_top1); returns (best student, its config, FitResult)."
     params, folder = experiment.distill, stage_dir(experiment, "03_distill")
     config = student_config(experiment, cache.references.shape[1])
     torch.manual_seed(experiment.seed)
     student = build_student(config)
     freeze_leading_blocks(student, params.freeze_blocks)
-    online_teacher = load_teacher(experiment.teacher.spec, device=device) if experiment.teacher.mode == "online" else None
+    if validation.split != "validation": raise PokecardError(f"stage 1 picks its best epoch on the validation split, got an evaluator of {validation.split!r}")
+    identity = params.objective != "distill"
+    model = StudentWithHead(student, IdentityHead(cache.train_views[:, 0] if config.embed_dim == cache.train_views.shape[-1] else
+                                                  np.random.default_rng(experiment.seed).normal(size=(len(cache.train_card_ids), config.embed_dim)),
+                                                  params.identity_temperature)) if identity else student
+    online_teacher = load_teacher(experiment.teacher.spec, device=device) if experiment.teacher.mode == "online" and params.objective != "identity" else None
     def loss_fn(model, batch):
-        student_embeddings = model(batch["image"])
-        if online_teacher is not None:
-            target = online_target(online_teacher, batch["image"], cache)
-        else: target = batch["target"]
-        return distill_loss(student_embeddings, target, params.alpha, params.temperature)
-    result = fit(student, DistillViews(experiment, bundle, cache), loss_fn, fit_config(params, experiment, device), folder/"checkpoints",
-                 evaluate=evaluator, fingerprint=stage_params_hash(experiment, "03_distill"), progress=progress)
+        if identity: student_embeddings, identity_loss = model(batch["image"], batch["card"])
+        else: student_embeddings, identity_loss = model(batch["image"]), None
+        target = online_target(online_teacher, batch["image"], cache) if online_teacher is not None else batch.get("target")
+        return stage1_loss(experiment, student_embeddings, target, identity_loss)
+    result = fit(model, DistillViews(experiment, bundle, cache), loss_fn, fit_config(params, experiment, device), folder/"checkpoints",
+                 evaluate=validation, monitor="val_top1", fingerprint=stage_params_hash(experiment, "03_distill"), progress=progress)
     best = load_checkpoint(folder/"checkpoints"/"best.pt", map_location=device)
-    student.load_state_dict(best["model"])
+    model.load_state_dict(best["model"])
     return student.eval(), config, result
 
 # %% ../nbs/03_distill.ipynb #5bb6fb58
 def throughput_table(experiment:Experiment, bundle:DataBundle, cache:TeacherCache, device:str, steps:int=3) -> pd.DataFrame:
-    "Training images/s: bare student, cached-teacher distillation step, online-teacher distillation step."
+    "Training images/s: view generation alone (deploy, crop), bare student, cached-teacher distillation step, online-teacher distillation step."
     import pandas as pd
+    from dataclasses import replace
     params = experiment.distill
     student = build_student(student_config(experiment, cache.references.shape[1])).to(device).train()
     freeze_leading_blocks(student, params.freeze_blocks)
@@ -168,22 +223,28 @@ def throughput_table(experiment:Experiment, bundle:DataBundle, cache:TeacherCach
     def online(k):
         images, _ = load(k)
         step(images, online_target(teacher, images, cache))
-    rows = [("bare student forward+backward", timed(lambda k: step(*fixed))),
+    def views_of(mode):
+        made = DistillViews(replace(experiment, distill=replace(params, views=mode, target="clean")), bundle, cache)
+        photos = [i for i in range(len(made)) if i % made.views]  # view 0 is the clean scan
+        return lambda k: [made[photos[(k * batch + i) % len(photos)]] for i in range(batch)]
+    rows = [("view generation only, deploy views", timed(views_of("deploy"))), ("view generation only, crop views", timed(views_of("crop"))),
+            ("bare student forward+backward", timed(lambda k: step(*fixed))),
             ("distillation step, cached teacher", timed(lambda k: step(*load(k)))),
             ("distillation step, online teacher", timed(online))]
     return pd.DataFrame(rows, columns=["what", "images_per_s"]).assign(device=device, batch=batch, frozen_blocks=params.freeze_blocks)
 
 # %% ../nbs/03_distill.ipynb #d7459b0d
 def build_distill(experiment:Experiment) -> Path:
-    "Stage 03: train (or resume) the stage-1 student; write student_stage1.pt, curves and metrics."
+    "Stage 03: train (or resume) the stage-1 student, best epoch by validation; report it on the query split; write student_stage1.pt, curves and metrics."
     timer, device = StageTimer(), choose_device()
     bundle, cache = load_data(experiment), load_teacher_cache(experiment)
     folder = stage_dir(experiment, "03_distill")
-    evaluator = RetrievalEvaluator(bundle, experiment.data.image_size, device=device)
-    student, config, result = train_student_stage1(experiment, bundle, cache, evaluator, device)
+    validation = RetrievalEvaluator(bundle, experiment.data.image_size, device=device, split="validation")
+    student, config, result = train_student_stage1(experiment, bundle, cache, validation, device)
     if world()[0] != 0: return folder
+    evaluator = RetrievalEvaluator(bundle, experiment.data.image_size, device=device)  # the reported split: read once, after every choice
     baseline = evaluator(load_teacher(f"timm:{experiment.distill.backbone}", device=device)) if experiment.distill.pretrained == "imagenet" else {}
-    metrics = {**{k: v for k, v in result.best_metrics.items() if k != "epoch"}, "best_epoch": result.best_epoch,
+    metrics = {**{k: v for k, v in result.best_metrics.items() if k != "epoch"}, **evaluator(student), "best_epoch": result.best_epoch,
                "train_images_per_s": float(np.mean([h["train_images_per_s"] for h in result.history]))}
     if baseline: metrics.update(imagenet_baseline_top1=baseline["top1"], imagenet_baseline_top5=baseline["top5"])
     throughput = throughput_table(experiment, bundle, cache, device)

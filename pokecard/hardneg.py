@@ -9,17 +9,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
-from .core import Experiment, StageTimer, choose_device, ensure_stage, get_logger, stage_dir, stage_params_hash, write_manifest
+from .core import Experiment, PokecardError, StageTimer, choose_device, ensure_stage, get_logger, stage_dir, stage_params_hash, write_manifest
 from .data import DataBundle, load_data, card_view, card_image, image_grid
 from .metrics import rank_references
 from .models import embed_images
 from .teacher import TeacherCache, load_teacher_cache
-from .distill import RetrievalEvaluator, fit_config, freeze_leading_blocks, load_stage1_student, save_student, student_config, load_student
+from .distill import RetrievalEvaluator, training_view, fit_config, freeze_leading_blocks, load_stage1_student, save_student, student_config, load_student
 from .training import fit, plot_history, load_checkpoint, world
 
 # %% auto #0
 __all__ = ['HARDNEG_PURPOSE', 'TABLE_METRICS', 'mine_negatives', 'HardNegativeTriplets', 'triplet_loss', 'hardneg_loss',
-           'train_student_stage2', 'before_after', 'confusion_gallery', 'build_hardneg', 'load_stage2_student']
+           'train_student_stage2', 'keep_or_drop', 'before_after', 'confusion_gallery', 'build_hardneg',
+           'load_stage2_student']
 
 # %% ../nbs/04_hardneg.ipynb #f31cd34f
 HARDNEG_PURPOSE = 3  # seed namespace of stage-2 photos
@@ -55,7 +56,7 @@ class HardNegativeTriplets:
     def view(self, card:int, k:int, epoch:int|None=None) -> np.ndarray:
         "Photo `k` of a card (k = -1: the clean scan) as uint8 CHW."
         seed = None if k < 0 else [self.experiment.seed, HARDNEG_PURPOSE, self.card_index[card], k, self.epoch if epoch is None else epoch]
-        image = card_view(self.paths[card], seed, self.experiment.teacher.view_preset, self.experiment.data.image_size)
+        image = training_view(self.experiment, self.paths[card], seed)  # made as stage 1 makes its views (distill.views)
         return np.ascontiguousarray(image.transpose(2, 0, 1))
     def mine(self, model, epoch:int, device:str="cpu"):
         "Re-mine every anchor's negatives with the current model."
@@ -94,8 +95,9 @@ def hardneg_loss(model, batch, positives:int, margin:float, distill_weight:float
     return triplet + distill_weight * keep, {"triplet": float(triplet), "keep": float(keep)}
 
 # %% ../nbs/04_hardneg.ipynb #fbbef32f
-def train_student_stage2(experiment:Experiment, bundle:DataBundle, cache:TeacherCache, evaluator:RetrievalEvaluator, device:str, progress:bool=True):
-    "Fine-tune the stage-1 student on mined hard negatives; returns (best student, FitResult, mining log)."
+def train_student_stage2(experiment:Experiment, bundle:DataBundle, cache:TeacherCache, validation:RetrievalEvaluator, device:str, progress:bool=True):
+    "Fine-tune the stage-1 student on mined hard negatives, best epoch by `validation` (val_top1); returns (best student, FitResult, mining log)."
+    if validation.split != "validation": raise PokecardError(f"stage 2 picks its best epoch on the validation split, got an evaluator of {validation.split!r}")
     params, folder = experiment.hardneg, stage_dir(experiment, "04_hardneg")
     student = load_stage1_student(experiment, device).train()
     freeze_leading_blocks(student, experiment.distill.freeze_blocks)
@@ -103,13 +105,21 @@ def train_student_stage2(experiment:Experiment, bundle:DataBundle, cache:Teacher
     config = fit_config(params, experiment, device)
     config.batch_size = params.anchors_per_batch
     result = fit(student, triplets, lambda model, batch: hardneg_loss(model, batch, params.positives, params.margin, params.distill_weight),
-                 config, folder/"checkpoints", evaluate=evaluator, on_epoch_start=lambda model, epoch: triplets.mine(model, epoch, device),
+                 config, folder/"checkpoints", evaluate=validation, monitor="val_top1", on_epoch_start=lambda model, epoch: triplets.mine(model, epoch, device),
                  fingerprint=stage_params_hash(experiment, "04_hardneg"), progress=progress)
     student.load_state_dict(load_checkpoint(folder/"checkpoints"/"best.pt", map_location=device)["model"])
     triplets.mine(student, params.epochs, device)  # what the final model still confuses (also fills the log of a resumed run)
     return student.eval(), result, triplets.mining_log
 
-TABLE_METRICS = ("top1", "top5", "top1_name", "top1_reprints", "top1_heldout_sets", "top1_real_photos")
+TABLE_METRICS = ("val_top1", "top1", "top1_easy", "top1_medium", "top1_hard", "top5", "top1_name", "top1_reprints", "top1_heldout_sets", "top1_real_photos")
+
+def keep_or_drop(stage1_validation:dict, # validation metrics of the stage-1 student (val_top1, ...)
+                 stage2_validation:dict  # validation metrics of the best stage-2 epoch
+                ) -> dict:
+    "Which student to deploy: stage 2 only when it beats stage 1 on validation top-1 (a tie keeps stage 1); the decision and both scores."
+    before, after = stage1_validation["val_top1"], stage2_validation["val_top1"]
+    return {"deployed": "stage2" if after > before else "stage1", "stage1_val_top1": before, "stage2_val_top1": after,
+            "rule": "deploy stage 2 only when its val_top1 > stage 1's (validation split; the reported queries play no part)"}
 
 def before_after(before:dict, after:dict) -> pd.DataFrame:
     "Stage-1 vs stage-2 metrics side by side."
@@ -134,28 +144,35 @@ def confusion_gallery(evaluator:RetrievalEvaluator, references:np.ndarray, queri
 
 # %% ../nbs/04_hardneg.ipynb #41214cb8
 def build_hardneg(experiment:Experiment) -> Path:
-    "Stage 04: fine-tune on hard negatives; write student_stage2.pt, the before/after table, curves and the confusion gallery."
+    "Stage 04: fine-tune on hard negatives, keep stage 2 only when better on validation; write student_stage2.pt (the deployed weights), the before/after table, curves, the confusion gallery."
     timer, device = StageTimer(), choose_device()
     bundle, cache = load_data(experiment), load_teacher_cache(experiment)
     folder = stage_dir(experiment, "04_hardneg")
-    evaluator = RetrievalEvaluator(bundle, experiment.data.image_size, device=device)
-    before = evaluator(load_stage1_student(experiment, device))
-    student, result, mining_log = train_student_stage2(experiment, bundle, cache, evaluator, device)
+    validation = RetrievalEvaluator(bundle, experiment.data.image_size, device=device, split="validation")
+    stage1 = load_stage1_student(experiment, device)
+    before_val = validation(stage1)
+    student, result, mining_log = train_student_stage2(experiment, bundle, cache, validation, device)
     if world()[0] != 0: return folder
-    after = {k: v for k, v in result.best_metrics.items() if k != "epoch"}
+    decision = keep_or_drop(before_val, result.best_metrics)
+    deployed = student if decision["deployed"] == "stage2" else stage1
+    evaluator = RetrievalEvaluator(bundle, experiment.data.image_size, device=device)  # the reported split: read only after the choice
+    before, trained = {**before_val, **evaluator(stage1)}, {**{k: v for k, v in result.best_metrics.items() if k != "epoch"}, **evaluator(student)}
+    after = before if deployed is stage1 else trained
     config = student_config(experiment, cache.references.shape[1])
-    model_path = save_student(student, config, folder/"student_stage2.pt", after)
+    model_path = save_student(deployed, config, folder/"student_stage2.pt", after)
     curves = plot_history(result.history, folder/"curves.png", title="stage 2: hard negatives")
-    confusions = confusion_gallery(evaluator, *evaluator.embed(student), folder/"confusions.png")
-    table = before_after(before, after)
-    metrics = {**after, "stage1_top1": before["top1"], "stage1_top1_reprints": before.get("top1_reprints"),
+    confusions = confusion_gallery(evaluator, *evaluator.embed(deployed), folder/"confusions.png")
+    table = before_after(before, trained)
+    keys = ("val_top1", "top1", "top1_easy", "top1_medium", "top1_hard", "top1_reprints")
+    metrics = {**{k: v for k, v in after.items() if k.startswith(("top", "val_", "n_"))}, "deployed_stage": 2 if deployed is student else 1,
+               **{f"stage1_{k}": before.get(k) for k in keys}, **{f"stage2_trained_{k}": trained.get(k) for k in keys},
                "mined_same_name_share": float(np.mean([m["same_name_share"] for m in mining_log])),
                "final_mined_same_name_share": mining_log[-1]["same_name_share"]}
     write_manifest(experiment, "04_hardneg", inputs=[stage_dir(experiment, "03_distill")/"student_stage1.pt"], outputs=[model_path, curves],
                    metrics=metrics, wall_s=timer.seconds,
-                   extra={"before_after": table.to_dict(), "mining": mining_log, "history": result.history, "confusions": confusions})
+                   extra={"decision": decision, "before_after": table.to_dict(), "mining": mining_log, "history": result.history, "confusions": confusions})
     return folder
 
 def load_stage2_student(experiment:Experiment, device:str="cpu"):
-    "The stage-2 student (trained first when missing or stale)."
+    "The deployed student of stage 04 (stage 2, or stage 1 when stage 2 was no better on validation); built first when missing or stale."
     return load_student(ensure_stage(experiment, "04_hardneg")/"student_stage2.pt", device)

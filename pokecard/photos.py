@@ -15,7 +15,8 @@ from .core import PokecardError
 
 # %% auto #0
 __all__ = ['BACKGROUND_KINDS', 'SCENE_LAYOUTS', 'PHOTO_PRESETS', 'CARD_CORNER_RADIUS', 'PhotoParams', 'card_arrays',
-           'render_background', 'camera_effects', 'simulate_crop', 'scene_quads', 'simulate_scene']
+           'render_background', 'camera_effects', 'simulate_framed', 'simulate_crop', 'widen_damage', 'scene_quads',
+           'simulate_scene']
 
 # %% ../nbs/01b_photos.ipynb #ec4b91aa
 BACKGROUND_KINDS = ("wood", "solid", "gradient", "noise", "dark_desk")  # procedural desks (see `render_background`)
@@ -435,11 +436,11 @@ def camera_effects(photo:np.ndarray, # uint8 (H, W, 3) RGB
     return photo
 
 # %% ../nbs/01b_photos.ipynb #7b538a48
-def simulate_crop(card, # the clean card: PIL image or uint8 array, RGB or RGBA (transparent corners stay transparent)
-                  rng_or_seed=None, # seed or numpy Generator (same seed → same pixels)
-                  params:PhotoParams|None=None # effect strengths; default `PhotoParams()` (medium)
-                 ) -> Image.Image:
-    "A camera-like photo of `card` cropped as a detector would: the card fills the frame, slightly off; `crop_out_height` px high."
+def simulate_framed(card, # the clean card: PIL image or uint8 array, RGB or RGBA
+                    rng_or_seed=None, # seed or numpy Generator (same seed → same pixels)
+                    params:PhotoParams|None=None # effect strengths; default `PhotoParams()` (medium)
+                   ) -> tuple:
+    "The camera frame around one card at its camera size (`crop_source_height` px, `crop_margin` of desk), and the card's true corners: float32 (4, 2) TL, TR, BR, BL as printed."
     rng, params = _rng(rng_or_seed), params or PhotoParams()
     card_pixels = card_arrays(card)
     aspect = card_pixels[0].shape[1]/card_pixels[0].shape[0]
@@ -453,9 +454,37 @@ def simulate_crop(card, # the clean card: PIL image or uint8 array, RGB or RGBA 
     quad = half @ rotation.T + [W/2, H/2] + rng.uniform(-1, 1, (4, 2))*params.crop_corner_jitter*[card_w, card_h]
     photo = render_background(rng, (W, H), params)
     _place_card(photo, card_pixels, quad, rng, params)
-    photo = camera_effects(photo, rng, params)
+    return camera_effects(photo, rng, params), quad.astype(np.float32)
+
+def simulate_crop(card, # the clean card: PIL image or uint8 array, RGB or RGBA (transparent corners stay transparent)
+                  rng_or_seed=None, # seed or numpy Generator (same seed → same pixels)
+                  params:PhotoParams|None=None # effect strengths; default `PhotoParams()` (medium)
+                 ) -> Image.Image:
+    "A camera-like photo of `card` cropped as a detector would: the card fills the frame, slightly off; `crop_out_height` px high."
+    rng, params = _rng(rng_or_seed), params or PhotoParams()
+    aspect = card.width/card.height if isinstance(card, Image.Image) else np.shape(card)[1]/np.shape(card)[0]
+    photo, _ = simulate_framed(card, rng, params)
     out_h = int(rng.integers(int(params.crop_out_height[0]), int(params.crop_out_height[1]) + 1))
     return Image.fromarray(_resize_down(photo, max(1, int(round(out_h*aspect))), out_h))
+
+
+# %% ../nbs/01b_photos.ipynb #b9a0f414
+def widen_damage(params:PhotoParams, # a preset
+                 spread:float=1.0 # 0 = unchanged; 1 = the defaults' stretch
+                ) -> PhotoParams:
+    "The preset with every damage range widened by `spread` (probabilities raised, ranges stretched, clipped to what stays a photo)."
+    if spread <= 0: return params
+    s, p = float(spread), params
+    stretch = lambda lo_hi, down, up, floor=0.0, ceil=1e9: (max(floor, lo_hi[0] - down*s), min(ceil, lo_hi[1] + up*s))
+    prob = lambda value, extra: min(1.0, value + extra*s)
+    return replace(p, exposure=stretch(p.exposure, 0.15, 0.2, 0.35), gamma=stretch(p.gamma, 0.15, 0.25, 0.5), contrast=stretch(p.contrast, 0.15, 0.15, 0.5),
+                   color_cast=p.color_cast + 0.1*s, light_gradient=stretch(p.light_gradient, 0, 0.2, 0, 0.9), vignette=stretch(p.vignette, 0, 0.15, 0, 0.8),
+                   glare_prob=prob(p.glare_prob, 0.15), glare_strength=stretch(p.glare_strength, 0, 0.15), glare_size=stretch(p.glare_size, 0, 0.1, 0, 0.7),
+                   defocus_prob=prob(p.defocus_prob, 0.15), defocus_radius=stretch(p.defocus_radius, 0, 0.5), motion_prob=prob(p.motion_prob, 0.1),
+                   motion_length=stretch(p.motion_length, 0, 2.0), noise_sigma=stretch(p.noise_sigma, 0, 3.0), jpeg_prob=prob(p.jpeg_prob, 0.1),
+                   jpeg_quality=stretch(p.jpeg_quality, 15, 0, 25, 100), crop_source_height=stretch(p.crop_source_height, 30, 0, 100),
+                   crop_rotation_deg=p.crop_rotation_deg + 4*s, crop_corner_jitter=p.crop_corner_jitter + 0.02*s, sleeve_prob=prob(p.sleeve_prob, 0.1))
+
 
 # %% ../nbs/01b_photos.ipynb #a442b7d6
 def _layout(rng, aspects:list, params:PhotoParams) -> list:

@@ -54,7 +54,9 @@ def build_quantize(experiment:Experiment) -> Path:
     fp32_metrics, int8_metrics = accuracy_of(fp32_path, evaluator), accuracy_of(int8_path, evaluator)
     latency = latency_table({"fp32": fp32_path, "int8": int8_path})
     hailo = try_compile_hailo(experiment, fp32_path, Path(calib_files["npy"]), folder)
-    metrics = {"top1": int8_metrics["top1"], "top5": int8_metrics["top5"], "fp32_top1": fp32_metrics["top1"],
+    per_preset = {k: v for k, v in int8_metrics.items() if k.startswith(("top1_", "top5_"))}  # top1_easy/_medium/_hard, reprints, held-out sets
+    metrics = {"top1": int8_metrics["top1"], "top5": int8_metrics["top5"], **per_preset, "fp32_top1": fp32_metrics["top1"],
+               **{f"fp32_{k}": fp32_metrics[k] for k in ("top1_easy", "top1_medium", "top1_hard") if k in fp32_metrics},
                "int8_top1_drop": round(100 * (fp32_metrics["top1"] - int8_metrics["top1"]), 3),
                "onnx_max_abs_diff": parity["onnx_max_abs_diff"], "onnx_mean_cosine": parity["mean_cosine"],
                "int8_mean_cosine": agreement["mean_cosine"], "model_bytes": int8_path.stat().st_size, "fp32_model_bytes": fp32_path.stat().st_size,

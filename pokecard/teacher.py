@@ -128,10 +128,11 @@ def teacher_report(cache:TeacherCache, bundle:DataBundle) -> dict:
 
 # %% ../nbs/02_teacher.ipynb #7991852d
 def compare_teachers(bundle:DataBundle, specs:list[str], size:int=224, batch_size:int=32, device:str="cpu") -> pd.DataFrame:
-    "Retrieval top-1/top-5 and throughput of several teacher specs on the query split."
+    "Retrieval top-1/top-5 and throughput of several teacher specs on the validation split (a comparison that chooses a teacher must not read the reported queries)."
     references = np.stack([card_view(bundle.paths[c], None, size=size) for c in bundle.catalog.card_id])
-    simulated = (bundle.queries.kind == "simulated").to_numpy()
-    queries = query_inputs(bundle, size)[simulated]
+    table = bundle.validation
+    simulated = (table.kind == "simulated").to_numpy()
+    queries = query_inputs(bundle, size, "validation")[simulated]
     rows = []
     for spec in specs:
         teacher = load_teacher(spec, device=device)
@@ -139,7 +140,7 @@ def compare_teachers(bundle:DataBundle, specs:list[str], size:int=224, batch_siz
         ref_emb = embed_images(teacher, references, batch_size=batch_size, device=device)[0]
         query_emb = embed_images(teacher, queries, batch_size=batch_size, device=device)[0]
         seconds = time.perf_counter() - start
-        metrics = retrieval_metrics(query_emb, list(bundle.queries.card_id[simulated]), ref_emb, list(bundle.catalog.card_id), bundle.names)
+        metrics = retrieval_metrics(query_emb, list(table.card_id[simulated]), ref_emb, list(bundle.catalog.card_id), bundle.names)
         rows.append(dict(spec=spec, dim=ref_emb.shape[1], top1=metrics["top1"], top5=metrics["top5"], top1_name=metrics.get("top1_name"),
                          images_per_s=round((len(references) + len(queries)) / seconds, 1)))
     return pd.DataFrame(rows)

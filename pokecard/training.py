@@ -112,9 +112,10 @@ def fit(model:nn.Module, # the network to train (unwrapped)
         evaluate:Callable|None=None, # (model) -> metrics with "top1"; rank 0, every epoch
         on_epoch_start:Callable|None=None, # (model, epoch) -> None, e.g. re-mine hard negatives
         fingerprint:str="", # what this training is (params hash); a checkpoint of another is not resumed
+        monitor:str="top1", # the key of `evaluate`'s metrics that picks the best epoch (a validation split's, e.g. "val_top1")
         progress:bool=True, # show a tqdm bar
        ) -> FitResult:
-    "Train with AdamW + warm-up/cosine; checkpoint every epoch; resume exactly; keep the best by validation top1."
+    "Train with AdamW + warm-up/cosine; checkpoint every epoch; resume exactly; keep the best epoch by `evaluate(model)[monitor]`."
     from tqdm.auto import tqdm
     log = get_logger("training")
     checkpoint_dir = Path(checkpoint_dir); checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -168,8 +169,9 @@ def fit(model:nn.Module, # the network to train (unwrapped)
             if evaluate:
                 model.eval()
                 with torch.no_grad(): record.update(evaluate(model))
-            if record.get("top1", record["epoch"]) > best_top1 or not evaluate:
-                best_top1, best_metrics, best_epoch = record.get("top1", record["epoch"]), {k: v for k, v in record.items()}, epoch
+            if evaluate and monitor not in record: raise PokecardError(f"evaluate returned no {monitor!r} to pick the best epoch by; it returned {sorted(record)}")
+            if record.get(monitor, record["epoch"]) > best_top1 or not evaluate:
+                best_top1, best_metrics, best_epoch = record.get(monitor, record["epoch"]), {k: v for k, v in record.items()}, epoch
                 save_checkpoint(best_path, {"model": model.state_dict(), "epoch": epoch, "metrics": best_metrics})
             history.append(record)
             log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
@@ -187,9 +189,9 @@ def plot_history(history:list[dict], path:Path, title:str="training") -> Path:
     epochs = [h["epoch"] + 1 for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
     left.plot(epochs, [h["loss"] for h in history], marker="o"); left.set(title=f"{title}: loss", xlabel="epoch", ylabel="loss")
-    for key in ("top1", "top5", "top1_reprints", "top1_heldout_sets"):
+    for key in ("val_top1", "val_top1_easy", "val_top1_medium", "val_top1_hard", "top1", "top5", "top1_reprints", "top1_heldout_sets"):
         if any(key in h for h in history): right.plot(epochs, [h.get(key, np.nan) for h in history], marker="o", label=key)
-    right.set(title=f"{title}: retrieval on held-out queries", xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02)); right.legend(loc="lower right")
+    right.set(title=f"{title}: retrieval (val_ = validation split)", xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02)); right.legend(loc="lower right")
     fig.tight_layout()
     with atomic_write(path, "wb") as f: fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
