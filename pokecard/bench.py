@@ -499,7 +499,7 @@ def run_bench(experiment:Experiment, # the run whose stage outputs are compared 
             f"Absent = leave-one-out (the query's card removed from the references); rejected = not decided `match`.\n\n{markdown_table(table)}")
     if real_table is not None:
         n_real = real["kinds"].count("real_photo")
-        text += (f"\n### Real cards (`{site_settings().data_root}`), the same models\n\n{len(real['card_ids'])} real scans in {real['n_sets']} sets as references "
+        text += (f"\n### Real cards (`data_root`), the same models\n\n{len(real['card_ids'])} real scans in {real['n_sets']} sets as references "
                  f"(never seen in training: the run is forged), {len(real['kinds']) - n_real} simulated photos of them ({preset or 'medium'} preset, held-out seeds) "
                  f"and {n_real} real phone photos.\n\n{markdown_table(real_table)}")
     atomic_write_text(out_dir/"bench.md", text)
@@ -562,7 +562,7 @@ def run_bench_presets(experiment:Experiment, # the run whose stage outputs are c
             f"{f' --max-queries {max_queries}' if max_queries else ''}`: {len(card_ids)} reference cards; at each preset fresh photos of "
             f"{'every card' if not max_queries else f'{max_queries} cards'} (held-out seeds), the same photos for every method; CPU, {threads} thread(s) per method.\n\n"
             + preset_markdown(tables["run"], presets))
-    if real: text += f"\n### Real cards (`{site_settings().data_root}`), per photo preset\n\n" + preset_markdown(tables["real_cards"], presets)
+    if real: text += f"\n### Real cards (`data_root`), per photo preset\n\n" + preset_markdown(tables["real_cards"], presets)
     atomic_write_text(out_dir/"bench_presets.md", text)
     with atomic_write(out_dir/"bench_presets.csv", "w") as f: tables["run"].to_csv(f, index=False)
     atomic_write_json(out_dir/"bench_presets.json", {"run": experiment.run, "presets": list(presets), "max_queries": max_queries, "threads": threads,
