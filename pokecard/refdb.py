@@ -607,6 +607,12 @@ def _thresholds_entry(thresholds:dict, for_model_sha256:str|None, db_model_sha25
                             "choose thresholds with the DB's model")
     return {"thresholds": dict(thresholds), "thresholds_model_sha256": db_model_sha256}
 
+def _carry_everything(db:ReferenceDB, staging:Path, skip=()) -> dict:
+    "Hard-link every file of the DB but `skip` into `staging` (a change of one part); the manifest to rewrite, without its file list."
+    for file_name in CORE_FILES: _link_or_copy(db.db_dir/file_name, staging/file_name)
+    _carry_files(db, staging, skip=skip)
+    return {k: v for k, v in db.manifest.items() if k not in ("files", "updated")}
+
 def set_thresholds(db_dir:str|Path,     # an existing DB folder
                    thresholds:dict,     # e.g. {"match_similarity": 0.82, ...}: the open-set cut-offs
                    model_sha256:str|None=None # sha256 of the model they were chosen with; must be the DB's model when given
@@ -616,9 +622,7 @@ def set_thresholds(db_dir:str|Path,     # an existing DB folder
     _thresholds_entry(thresholds, None, "")  # bad input fails before the DB is touched
     with _staged(db_dir) as staging:
         db = _open_unlocked(db_dir)
-        for file_name in CORE_FILES: _link_or_copy(db_dir/file_name, staging/file_name)
-        _carry_files(db, staging)
-        manifest = {k: v for k, v in db.manifest.items() if k not in ("files", "updated")}
+        manifest = _carry_everything(db, staging)
         _write_manifest(staging, manifest | _thresholds_entry(thresholds, model_sha256, db.manifest["model"]["sha256"]))
     return db_dir
 
@@ -635,9 +639,7 @@ def write_extra(db_dir:str|Path,        # an existing DB folder
         db = _open_unlocked(db_dir)
         if name in db.manifest["files"] and name not in db.manifest.get("extras", {}):
             raise PokecardError(f"{name!r} is a model file of the DB {db_dir}, not an extra: rebuild the DB to change its model")
-        for file_name in CORE_FILES: _link_or_copy(db_dir/file_name, staging/file_name)
-        _carry_files(db, staging, skip=(name,))
-        manifest = {k: v for k, v in db.manifest.items() if k not in ("files", "updated")}
+        manifest = _carry_everything(db, staging, skip=(name,))
         extras = _write_extras(staging, manifest.get("extras", {}), {name: (data, info)}, cards_sha256(db.row_card_ids))
         _write_manifest(staging, {**manifest, "extras": extras})
     return db_dir
