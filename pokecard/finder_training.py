@@ -13,15 +13,15 @@ import numpy as np, cv2, torch, torch.nn as nn, torch.nn.functional as F
 from .core import PokecardError, atomic_write_json, get_logger
 from .photos import PhotoParams, simulate_scene
 from .finder import find_cards
-from .learned_finder import CORE_SHRINK, FINDER_INPUT, FINDER_STRIDE, OFFSET_SCALE, LearnedFinder, finder_input
+from .learned_finder import BODY_SHRINK, CORE_SHRINK, FINDER_INPUT, FINDER_MAPS, FINDER_STRIDE, LearnedFinder, finder_input
 from .models import ImageInput, lite_imagenet_state_dict
 from .training import FitConfig, fit
 
 # %% auto #0
-__all__ = ['FRAME_SIZE', 'VAL_SEED', 'REPORT_SEED', 'SceneMix', 'render_scene', 'target_maps', 'scene_sample', 'FinderNet',
-           'FinderScenes', 'flip_sample', 'soft_dice', 'finder_loss', 'map_dice', 'polygon_iou', 'match_cards',
-           'evaluate_finders', 'finder_table', 'classic_finder', 'FinderTraining', 'train_finder', 'export_finder',
-           'onnx_ops']
+__all__ = ['FRAME_SIZE', 'VAL_SEED', 'REPORT_SEED', 'SCENE_GROUPS', 'FINDER_PROFILES', 'SceneMix', 'render_scene', 'target_maps',
+           'scene_sample', 'FinderNet', 'FinderScenes', 'flip_sample', 'soft_dice', 'finder_loss', 'map_dice',
+           'polygon_iou', 'match_cards', 'evaluate_finders', 'finder_table', 'classic_finder', 'report_samples',
+           'network_ms', 'FinderTraining', 'train_finder', 'export_finder', 'onnx_ops']
 
 # %% ../nbs/08e_finder_training.ipynb #958bc26b
 FRAME_SIZE = (640, 480)  # the camera frame the scenes are rendered at (W, H)
@@ -74,38 +74,28 @@ def render_scene(cards:list, # clean card images to draw from (PIL or uint8 arra
     return photo, [np.asarray(q, np.float64) for q in quads], {"kind": kind, "preset": preset, "cards": count}
 
 # %% ../nbs/08e_finder_training.ipynb #1db7438c
-def target_maps(quads:list, # each card's corners in *input* pixels, TL, TR, BR, BL
-                size:tuple=FINDER_INPUT, stride:int=FINDER_STRIDE) -> tuple[np.ndarray, np.ndarray]:
-    "uint8 (2, H/stride, W/stride) maps (card, core: 0/1) and float32 (8, H/stride, W/stride) corner offsets (0 off the cores)."
-    h, w = size[1]//stride, size[0]//stride
-    maps, offsets = np.zeros((2, h, w), np.uint8), np.zeros((8, h, w), np.float32)
-    ys, xs = np.mgrid[0:h, 0:w]
-    centres = np.stack([(xs + 0.5)*stride - 0.5, (ys + 0.5)*stride - 0.5])
-    def draw(canvas, polygon):
-        points = (np.asarray(polygon, np.float64) + 0.5)/stride - 0.5
-        cv2.fillPoly(canvas, [np.round(points*16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+def target_maps(quads:list, # each card's corners in *input* pixels, TL, TR, BR, BL as printed
+                size:tuple=FINDER_INPUT, stride:int=FINDER_STRIDE) -> np.ndarray:
+    "uint8 (3, H/stride, W/stride) maps body, core, top: the fraction (×255) of each map pixel that a card's body, its core, its printed top half covers."
+    fine = np.zeros((3, size[1], size[0]), np.uint8)  # drawn at input resolution (1/16 px vertices), then averaged: soft edges
+    def draw(canvas, polygon): cv2.fillPoly(canvas, [np.round(np.asarray(polygon, np.float64)*16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
     for quad in quads:
         quad = np.asarray(quad, np.float64); centre = quad.mean(0)
-        draw(maps[0], quad)
-        core = np.zeros((h, w), np.uint8); draw(core, centre + (quad - centre)*CORE_SHRINK)
-        if not core.any(): core[int(np.clip(round((centre[1] + 0.5)/stride - 0.5), 0, h - 1)), int(np.clip(round((centre[0] + 0.5)/stride - 0.5), 0, w - 1))] = 1
-        maps[1] |= core
-        member = core > 0
-        for i, corner in enumerate(quad):
-            offsets[2*i][member] = (corner[0] - centres[0][member])/OFFSET_SCALE
-            offsets[2*i + 1][member] = (corner[1] - centres[1][member])/OFFSET_SCALE
-    return maps, offsets
+        draw(fine[0], centre + (quad - centre)*BODY_SHRINK)
+        draw(fine[1], centre + (quad - centre)*CORE_SHRINK)
+        draw(fine[2], [quad[0], quad[1], (quad[1] + quad[2])/2, (quad[0] + quad[3])/2])  # TL, TR and the side midpoints
+    h, w = size[1]//stride, size[0]//stride
+    return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) for m in fine])
 
 def scene_sample(cards:list, seed:int, mix:SceneMix|None=None) -> dict:
-    "One training or evaluation sample: the network's input view, its targets, the true quads (frame px) and the scene's kind."
+    "One training or evaluation sample: the network's input view, its target maps, the true quads (frame px) and the scene's kind."
     photo, quads, info = render_scene(cards, seed, mix)
     view, box = finder_input(photo)
-    maps, offsets = target_maps([box.to_input(q) for q in quads])
-    return {"view": view, "maps": maps, "offsets": offsets, "quads": quads, "photo": photo, **info}
+    return {"view": view, "maps": target_maps([box.to_input(q) for q in quads]), "quads": quads, "photo": photo, **info}
 
 # %% ../nbs/08e_finder_training.ipynb #1001e3e4
 class FinderNet(nn.Module):
-    "uint8 (N, H, W, 3) RGB -> maps (N, 2, H/4, W/4) probabilities (card, core) and corner offsets (N, 8, H/4, W/4)."
+    "uint8 (N, H, W, 3) RGB -> maps (N, 3, H/4, W/4): probabilities of card, core and printed top half."
     def __init__(self, width:int=32, # decoder channels
                  pretrained:bool=True): # ImageNet weights in the encoder (the packaged EfficientNet-Lite0)
         super().__init__()
@@ -119,34 +109,30 @@ class FinderNet(nn.Module):
             self.encoder.load_state_dict(weights)
         channels = self.encoder.feature_info.channels()
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
-        self.head = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU6())
-        self.maps, self.corners = nn.Conv2d(width, 2, 1), nn.Conv2d(width, 8, 1)  # two 1×1 convolutions: no slicing in the graph
-    def forward(self, images:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.head = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU6(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU6())
+        self.maps = nn.Conv2d(width, len(FINDER_MAPS), 1)
+    def forward(self, images:torch.Tensor) -> torch.Tensor:
         features = self.encoder(self.input(images))
         x = self.lateral[-1](features[-1])
         for lateral, feature in zip(self.lateral[-2::-1], features[-2::-1]):
             x = lateral(feature) + F.interpolate(x, scale_factor=2.0, mode="nearest")
-        x = self.head(x)
-        return torch.sigmoid(self.maps(x)), self.corners(x)
+        return torch.sigmoid(self.maps(self.head(x)))
 
 # %% ../nbs/08e_finder_training.ipynb #fa546c43
 class FinderScenes:
-    "Pre-rendered scenes as training samples (uint8 view, float maps), flipped left-right at random per epoch."
+    "Pre-rendered scenes as training samples (uint8 view, float maps in [0, 1]), flipped left-right at random per epoch."
     def __init__(self, samples:list, seed:int=0):
         self.views, self.maps = np.stack([s["view"] for s in samples]), np.stack([s["maps"] for s in samples])
-        self.offsets = np.stack([s["offsets"] for s in samples])
         self.seed, self.epoch = seed, 0
     def __len__(self): return len(self.views)
     def __getitem__(self, i):
-        view, maps, offsets = self.views[i], self.maps[i], self.offsets[i]
-        if np.random.default_rng([self.seed, self.epoch, i]).random() < 0.5: view, maps, offsets = flip_sample(view, maps, offsets)
-        return {"view": np.ascontiguousarray(view), "maps": np.ascontiguousarray(maps, dtype=np.float32), "offsets": np.ascontiguousarray(offsets)}
+        view, maps = self.views[i], self.maps[i]
+        if np.random.default_rng([self.seed, self.epoch, i]).random() < 0.5: view, maps = flip_sample(view, maps)
+        return {"view": np.ascontiguousarray(view), "maps": np.ascontiguousarray(maps, dtype=np.float32)/255}
 
-def flip_sample(view:np.ndarray, maps:np.ndarray, offsets:np.ndarray) -> tuple:
-    "The sample mirrored left-right: a mirrored card's printed TL lands at its top-right, so TL↔TR and BL↔BR swap and x offsets change sign."
-    offsets = offsets[:, :, ::-1].reshape(4, 2, *offsets.shape[1:])[[1, 0, 3, 2]].reshape(8, *offsets.shape[1:]).copy()
-    offsets[0::2] *= -1
-    return view[:, ::-1], maps[:, :, ::-1], offsets
+def flip_sample(view:np.ndarray, maps:np.ndarray) -> tuple:
+    "The sample mirrored left-right (a mirrored card is still a card, its top still on top)."
+    return view[:, ::-1], maps[:, :, ::-1]
 
 def soft_dice(probabilities:torch.Tensor, targets:torch.Tensor) -> torch.Tensor:
     "1 − Dice over each image, averaged."
@@ -154,27 +140,26 @@ def soft_dice(probabilities:torch.Tensor, targets:torch.Tensor) -> torch.Tensor:
     return (1 - (2*inter + 1)/(total + 1)).mean()
 
 def finder_loss(model, batch) -> tuple[torch.Tensor, dict]:
-    "BCE on card and core, Dice on the core map, smooth L1 on the corner offsets at core pixels."
-    maps, offsets = model(batch["view"])
-    maps = maps.float().clamp(1e-5, 1 - 1e-5)
+    "BCE on the three maps (soft targets), soft Dice on body and core (they must not merge between touching cards)."
+    maps = model(batch["view"]).float().clamp(1e-5, 1 - 1e-5)
     bce = F.binary_cross_entropy(maps, batch["maps"])
-    dice = soft_dice(maps[:, 1], batch["maps"][:, 1])
-    core = batch["maps"][:, 1:2]
-    corner = (F.smooth_l1_loss(offsets.float(), batch["offsets"], reduction="none", beta=0.05)*core).sum()/(8*core.sum() + 1)
-    return bce + 0.5*dice + 2.0*corner, {"bce": float(bce.detach()), "core_dice_loss": float(dice.detach()), "corner_loss": float(corner.detach())}
+    body, core = soft_dice(maps[:, 0], batch["maps"][:, 0]), soft_dice(maps[:, 1], batch["maps"][:, 1])
+    return 4*bce + 0.5*(body + core), {"bce": float(bce.detach()), "body_dice_loss": float(body.detach()), "core_dice_loss": float(core.detach())}
 
 def map_dice(model, scenes:FinderScenes, batch_size:int=16) -> dict:
-    "Dice of the thresholded card and core maps on a set of scenes (the validation score that picks the best epoch)."
-    inter, total = np.zeros(2), np.zeros(2)
+    "Dice of each thresholded map on a set of scenes, and their mean `val_dice` (the validation score that picks the best epoch)."
+    inter, total = np.zeros(len(FINDER_MAPS)), np.zeros(len(FINDER_MAPS))
     with torch.no_grad():
         for i in range(0, len(scenes), batch_size):
-            predicted = model(torch.from_numpy(scenes.views[i:i + batch_size]))[0].numpy() > 0.5
-            truth = scenes.maps[i:i + batch_size, :2] > 0
+            predicted = model(torch.from_numpy(scenes.views[i:i + batch_size])).numpy() > 0.5
+            truth = scenes.maps[i:i + batch_size] > 127
             inter += (predicted & truth).sum((0, 2, 3)); total += predicted.sum((0, 2, 3)) + truth.sum((0, 2, 3))
     dice = (2*inter + 1)/(total + 1)
-    return {"val_card_dice": float(dice[0]), "val_core_dice": float(dice[1])}
+    return {f"val_{name}_dice": float(d) for name, d in zip(FINDER_MAPS, dice)} | {"val_dice": float(dice.mean())}
 
 # %% ../nbs/08e_finder_training.ipynb #92a9a17e
+VAL_SEED, REPORT_SEED = 1_000_000, 2_000_000  # scene seeds of the validation and the reported scenes (training: from 0)
+
 def polygon_iou(a:np.ndarray, b:np.ndarray) -> float:
     "Intersection over union of two convex quads."
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
@@ -183,45 +168,61 @@ def polygon_iou(a:np.ndarray, b:np.ndarray) -> float:
     return float(inter/union) if union > 0 else 0.0
 
 def match_cards(predicted:list, truth:list, min_iou:float=0.9) -> dict:
-    "Greedy one-to-one matching by IoU: found, missed, false cards, and each found card's corner error (px, mean)."
+    "Greedy one-to-one matching by IoU: found, missed, false cards, each found card's corner error (px, mean, any corner order) and how many found cards have TL at the printed TL."
     pairs = sorted(((polygon_iou(p, t), i, j) for i, p in enumerate(predicted) for j, t in enumerate(truth)), reverse=True)
-    used_p, used_t, errors = set(), set(), []
+    used_p, used_t, errors, upright = set(), set(), [], 0
     for iou, i, j in pairs:
         if iou < min_iou or i in used_p or j in used_t: continue
         used_p.add(i); used_t.add(j)
-        errors.append(float(np.min([np.linalg.norm(np.roll(predicted[i], -r, 0) - truth[j], axis=1).mean() for r in range(4)])))
-    return {"found": len(used_t), "missed": len(truth) - len(used_t), "false": len(predicted) - len(used_p), "corner_px": errors}
+        by_roll = [np.linalg.norm(np.roll(np.asarray(predicted[i], np.float64), -r, 0) - truth[j], axis=1).mean() for r in range(4)]
+        errors.append(float(np.min(by_roll))); upright += int(np.argmin(by_roll) == 0)
+    return {"found": len(used_t), "missed": len(truth) - len(used_t), "false": len(predicted) - len(used_p), "corner_px": errors, "upright": upright}
+
+SCENE_GROUPS = {"one": "1 card", "few": "2-4 cards", "many": "5-8 cards", "binder": "9 cards (binder)", "empty": "no card"}
 
 def evaluate_finders(finders:dict, # name -> function(frame) -> list of (4, 2) corners
                      samples:list, # from `scene_sample` (their "photo" and "quads")
                      min_iou:float=0.9):
-    "A DataFrame: per finder and scene group, cards found with IoU ≥ min_iou, missed, false cards per frame, corner error, ms per frame."
+    "A DataFrame, one row per finder and frame: cards, found with IoU ≥ min_iou, missed, false cards, corner error, found cards the right way up, ms."
     import pandas as pd
     rows = []
-    for name, find in finders.items():
-        for sample in samples:
+    for sample in samples:  # frame by frame, finders in turn: a busy CPU slows them alike
+        for name, find in finders.items():
             start = time.perf_counter(); predicted = find(sample["photo"]); ms = 1e3*(time.perf_counter() - start)
             result = match_cards(predicted, sample["quads"], min_iou)
-            group = {"one": "1 card", "few": "2-4 cards", "many": "5-8 cards", "binder": "9 cards (binder)", "empty": "no card"}[sample["kind"]]
-            rows.append(dict(finder=name, group=group, preset=sample["preset"], cards=len(sample["quads"]), found=result["found"], missed=result["missed"],
-                             false=result["false"], corner_px=float(np.mean(result["corner_px"])) if result["corner_px"] else np.nan,
-                             all_found=result["missed"] == 0, ms=ms))
+            rows.append(dict(finder=name, group=SCENE_GROUPS[sample["kind"]], preset=sample["preset"], cards=len(sample["quads"]), found=result["found"],
+                             missed=result["missed"], false=result["false"], upright=result["upright"],
+                             corner_px=float(np.mean(result["corner_px"])) if result["corner_px"] else np.nan, all_found=result["missed"] == 0, ms=ms))
     return pd.DataFrame(rows)
 
-def finder_table(frames) -> "pd.DataFrame":
-    "Per finder and group: frames, cards, found (fraction, IoU ≥ 0.9), frames with every card found, false cards per frame, corner error, ms p50."
+def finder_table(frames, by:tuple=("group",)) -> "pd.DataFrame":
+    "Per finder and `by` (group, preset): frames, cards, found (fraction, IoU ≥ 0.9), frames with every card found, false cards per frame, found cards upright, corner error, ms p50."
     import pandas as pd
     def summary(g): return pd.Series(dict(frames=len(g), cards=int(g.cards.sum()), found=g.found.sum()/max(1, g.cards.sum()), all_found=g.all_found.mean(),
-                                          false_per_frame=g.false.mean(), corner_px=g.corner_px.mean(), ms_p50=g.ms.median()))
-    return frames.groupby(["finder", "group"]).apply(summary, include_groups=False).reset_index()
+                                          false_per_frame=g.false.mean(), upright=g.upright.sum()/max(1, g.found.sum()), corner_px=g.corner_px.mean(), ms_p50=g.ms.median()))
+    return frames.groupby(["finder", *by]).apply(summary, include_groups=False).reset_index()
 
 def classic_finder(frame) -> list:
     "The classic finder as a corners function (its whole-frame fallback is not a card found)."
     return [q.corners for q in find_cards(frame, full_frame_fallback=False)]
 
-# %% ../nbs/08e_finder_training.ipynb #a3e9bc5b
-VAL_SEED, REPORT_SEED = 1_000_000, 2_000_000  # scene seeds of the validation and the reported scenes (training: from 0)
+def report_samples(cards:list, # card images never trained on
+                   frames:int=40, # single-card frames; 2/3 as many 2-4 card frames, half as many binder pages and empty desks
+                   seed:int=REPORT_SEED) -> list:
+    "The reported scenes: each kind drawn on its own (seeds from `seed`, 100,000 apart per kind), so every group has enough frames."
+    counts = {"one": frames, "few": frames*2//3, "binder": frames//2, "empty": frames//2}
+    return [scene_sample(cards, seed + 100_000*i + s, SceneMix(kinds={kind: 1.0})) for i, (kind, count) in enumerate(counts.items()) for s in range(count)]
 
+def network_ms(finder:LearnedFinder, frame:np.ndarray, runs:int=50) -> dict:
+    "The finder network alone on one frame: ms p50 and min over `runs` (after 5 warm-up runs)."
+    view = finder_input(frame)[0][None]
+    for _ in range(5): finder.session.run(None, {finder.input_name: view})
+    ms = []
+    for _ in range(runs):
+        start = time.perf_counter(); finder.session.run(None, {finder.input_name: view}); ms.append(1e3*(time.perf_counter() - start))
+    return {"ms_p50": float(np.median(ms)), "ms_min": float(np.min(ms))}
+
+# %% ../nbs/08e_finder_training.ipynb #a3e9bc5b
 @dataclass
 class FinderTraining:
     "How the finder is trained (the `finder` params section)."
@@ -234,6 +235,11 @@ class FinderTraining:
     pretrained: bool = True    # ImageNet weights in the encoder
     seed: int = 0              # batch order and flips
 
+FINDER_PROFILES = {  # named recipes: `ci` runs in seconds, `cpu` in about 20 minutes on a 2-core CPU with 2 threads
+    "ci": FinderTraining(train_scenes=8, val_scenes=4, epochs=1, batch_size=4, pretrained=False),
+    "cpu": FinderTraining(train_scenes=1200, val_scenes=48, epochs=4, batch_size=8, lr=2.0e-3),
+}
+
 def train_finder(train_cards:list, val_cards:list, # card images for the training and the validation scenes (disjoint)
                  config:FinderTraining, out_dir:Path, device:str="cpu", progress:bool=True, mix:SceneMix|None=None):
     "Train the finder; returns the best-epoch model (by validation core Dice) and the training result."
@@ -244,13 +250,13 @@ def train_finder(train_cards:list, val_cards:list, # card images for the trainin
     model = FinderNet(config.width, config.pretrained)
     fit_config = FitConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, warmup_epochs=0.1, seed=config.seed, device=device)
     result = fit(model, train, finder_loss, fit_config, Path(out_dir)/"checkpoints", evaluate=lambda m: map_dice(m, val),
-                 monitor="val_core_dice", fingerprint=str(dataclasses.asdict(config)), progress=progress)
+                 monitor="val_dice", fingerprint=str(dataclasses.asdict(config)), progress=progress)
     best = torch.load(Path(out_dir)/"checkpoints"/"best.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(best["model"])
     return model.cpu().eval(), {"render_s": render_s, "scenes_per_s": (config.train_scenes + config.val_scenes)/render_s, **result.best_metrics}
 
 def export_finder(model:FinderNet, path:Path, opset:int=17) -> Path:
-    "ONNX: input `image` uint8 (1, 192, 256, 3) RGB, outputs `maps` (1, 2, 48, 64) and `corners` (1, 8, 48, 64); checked and written atomically."
+    "ONNX: input `image` uint8 (1, 192, 256, 3) RGB, output `maps` (1, 3, 48, 64) (card, core, top); checked and written atomically."
     import io, warnings, onnx
     from pokecard.core import atomic_write_bytes
     dummy = torch.zeros((1, FINDER_INPUT[1], FINDER_INPUT[0], 3), dtype=torch.uint8)
@@ -258,7 +264,7 @@ def export_finder(model:FinderNet, path:Path, opset:int=17) -> Path:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(model.eval(), (dummy,), buffer, dynamo=False, opset_version=opset, do_constant_folding=True,
-                          input_names=["image"], output_names=["maps", "corners"])
+                          input_names=["image"], output_names=["maps"])
     from pokecard.export import _tidy_graph
     proto = _tidy_graph(onnx.load_from_string(buffer.getvalue()))  # no Identity or no-op Cast nodes
     onnx.checker.check_model(proto, full_check=True)

@@ -10,19 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, cv2
 from .core import PokecardError
-from .finder import CardQuad, as_rgb, card_shaped, quad_area, refine_corners
+from .finder import CardQuad, as_rgb, card_shaped, fit_quad_sides, order_corners, quad_area, rotate_corners_180
 
 # %% auto #0
-__all__ = ['FINDER_INPUT', 'FINDER_STRIDE', 'FINDER_MAPS', 'CORE_SHRINK', 'FINDER_FILE', 'OFFSET_SCALE', 'Letterbox',
-           'finder_input', 'cards_from_maps', 'LearnedFinder']
+__all__ = ['FINDER_INPUT', 'FINDER_STRIDE', 'FINDER_MAPS', 'BODY_SHRINK', 'CORE_SHRINK', 'FINDER_FILE', 'Letterbox',
+           'finder_input', 'upsample_maps', 'split_cards', 'outline_quad', 'half_means', 'cards_from_maps',
+           'side_edge_points', 'best_line', 'refine_sides', 'LearnedFinder']
 
 # %% ../nbs/08d_learned_finder.ipynb #05e2e480
 FINDER_INPUT = (256, 192)   # (W, H) of the network's input: a 640×480 frame shrunk 2.5×, letterboxed for other shapes
 FINDER_STRIDE = 4           # the maps are 1/4 of the input: 64×48
-FINDER_MAPS = ("card", "core")  # the network's probability maps (output `maps`)
-CORE_SHRINK = 0.6           # a card's core: the card scaled by this about its centre
+FINDER_MAPS = ("body", "core", "top")  # the network's probability maps (output `maps`): on a card's body, on its core, on its printed top half
+BODY_SHRINK = 0.9           # a card's body: the card scaled by this about its centre (cards touching in a binder page stay apart)
+CORE_SHRINK = 0.6           # a card's core: the card scaled by this about its centre (one core, one card)
 FINDER_FILE = "finder.onnx"  # the finder model's file name inside a reference DB (an extra file, checksummed with the rest)
-OFFSET_SCALE = 64.0         # output `corners`: per core pixel, (corner − pixel)/OFFSET_SCALE in input px for TL, TR, BR, BL (x, y each: 8 channels)
 
 # %% ../nbs/08d_learned_finder.ipynb #5aa0bf14
 @dataclass
@@ -48,33 +49,163 @@ def finder_input(frame:np.ndarray, # RGB uint8 (H, W, 3) (RGBA and grey are conv
     return canvas, Letterbox(scale, pad_x, pad_y)
 
 # %% ../nbs/08d_learned_finder.ipynb #72ba77ff
-def cards_from_maps(maps:np.ndarray, # (2, h, w) probabilities: card, core (the network's resolution)
-                    offsets:np.ndarray, # (8, h, w): (corner − pixel)/OFFSET_SCALE, corners TL, TR, BR, BL, (x, y) each
-                    threshold:float=0.5, # a pixel is core above this
-                    min_core_pixels:int=2, # smaller cores are noise
-                    stride:int=FINDER_STRIDE) -> list[tuple[np.ndarray, float]]:
-    "(corners (4, 2) in input px, TL/TR/BR/BL as printed; score = the core's mean probability) for each card."
-    core = maps[1] > threshold
-    count, components, stats, _ = cv2.connectedComponentsWithStats(core.astype(np.uint8), connectivity=4)
-    ys, xs = np.mgrid[0:core.shape[0], 0:core.shape[1]]
-    centres = np.stack([(xs + 0.5)*stride - 0.5, (ys + 0.5)*stride - 0.5], -1)  # each map pixel's centre in input px
-    votes = centres[:, :, None, :] + offsets.transpose(1, 2, 0).reshape(*core.shape, 4, 2)*OFFSET_SCALE
+def upsample_maps(maps:np.ndarray, # (C, h, w) probabilities at the network's resolution
+                  stride:int=FINDER_STRIDE) -> np.ndarray:
+    "The maps at input resolution, (H, W, C) float32, bilinear (map pixel centres land on their input pixel centres)."
+    return cv2.resize(np.ascontiguousarray(np.asarray(maps, np.float32).transpose(1, 2, 0)), (maps.shape[2]*stride, maps.shape[1]*stride),
+                      interpolation=cv2.INTER_LINEAR).reshape(maps.shape[1]*stride, maps.shape[2]*stride, -1)
+
+def split_cards(card:np.ndarray, # bool (H, W): on a card's body
+                core:np.ndarray, # bool (H, W): on a card's core
+                min_core_area:int=16, # smaller cores (px) are noise
+                reach:float=0.6, # a card pixel belongs to its nearest core when nearer than this × √(core area)
+               ) -> tuple[np.ndarray, list]:
+    "Instance labels (H, W) int32 (0: none): each card pixel goes to its nearest core (touching cards split midway between their cores); and each label's core pixels."
+    core = core.astype(np.uint8)
+    count, components, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+    keep = [k for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= min_core_area]
+    labels = np.zeros(card.shape, np.int32)
+    if not keep: return labels, []
+    renumber = np.zeros(count, np.int32); renumber[keep] = np.arange(1, len(keep) + 1)
+    components = renumber[components]
+    distance, nearest = cv2.distanceTransformWithLabels(1 - (components > 0).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    core_pixels = np.flatnonzero(components.ravel() > 0)  # the zero pixels of 1 − core, in raster order: the transform's label i is the i-th
+    owner = components.ravel()[core_pixels[nearest.ravel() - 1]].reshape(card.shape)
+    limit = np.concatenate([[0.0], reach*np.sqrt(stats[keep, cv2.CC_STAT_AREA].astype(np.float64))])
+    member = (card | (components > 0)) & (distance <= limit[owner])
+    labels[member] = owner[member]
+    return labels, [components == k for k in range(1, len(keep) + 1)]
+
+def outline_quad(region:np.ndarray # bool (H, W): one card's pixels
+                ) -> np.ndarray|None:
+    "The card-like quad (TL, TR, BR, BL on screen) fitted to a region's outline: its hull simplified to 4 corners (or its min-area box), sides line-fitted; None when no quad fits."
+    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours: return None
+    hull = cv2.convexHull(max(contours, key=cv2.contourArea))
+    perimeter, quad = cv2.arcLength(hull, True), None
+    for eps in (0.02, 0.035, 0.05, 0.08):
+        approx = cv2.approxPolyDP(hull, eps*perimeter, True)
+        if len(approx) <= 4:
+            if len(approx) == 4: quad = approx.reshape(4, 2).astype(np.float64)
+            break
+    if quad is None: quad = cv2.boxPoints(cv2.minAreaRect(hull)).astype(np.float64)
+    quad = order_corners(quad)
+    return order_corners(fit_quad_sides(hull.reshape(-1, 2).astype(np.float64), quad, end_margin=0.2))
+
+def half_means(top:np.ndarray, # (H, W) probability of "printed top half"
+               quad:np.ndarray # TL, TR, BR, BL
+              ) -> tuple[float, float]:
+    "Mean `top` probability over the quad's half at TL–TR and over its half at BR–BL."
+    quad = np.asarray(quad, np.float64)
+    x0, y0 = np.floor(quad.min(0)).astype(int).clip(0); x1, y1 = np.ceil(quad.max(0)).astype(int) + 1
+    patch = top[y0:y1, x0:x1]
+    if patch.size == 0: return 0.0, 0.0
+    means = []
+    for half in ([quad[0], quad[1], (quad[1] + quad[2])/2, (quad[0] + quad[3])/2], [(quad[0] + quad[3])/2, (quad[1] + quad[2])/2, quad[2], quad[3]]):
+        mask = np.zeros(patch.shape, np.uint8)
+        cv2.fillConvexPoly(mask, np.round((np.array(half) - [x0, y0])*16).astype(np.int32), 1, shift=4)
+        means.append(float(patch[mask > 0].mean()) if mask.any() else 0.0)
+    return means[0], means[1]
+
+def cards_from_maps(maps:np.ndarray, # (3, h, w) probabilities: body, core, top (the network's resolution)
+                    threshold:float=0.5, # a pixel is body / core above this
+                    min_core_area:int=16, # smaller cores (input px²) are noise
+                    stride:int=FINDER_STRIDE) -> list[tuple[np.ndarray, float, float]]:
+    "(corners (4, 2) in input px, TL/TR/BR/BL of the card as printed; score = its core's mean probability; upright = top-half minus bottom-half `top` probability) per card."
+    up = upsample_maps(maps, stride)
+    labels, cores = split_cards(up[..., 0] > threshold, up[..., 1] > threshold, min_core_area)
     cards = []
-    for k in range(1, count):
-        if stats[k, cv2.CC_STAT_AREA] < min_core_pixels: continue
-        member = components == k
-        weights = maps[1][member]
-        corners = (votes[member]*weights[:, None, None]).sum(0)/weights.sum()
-        cards.append((corners, float(weights.mean())))
+    for k, core in enumerate(cores, 1):
+        quad = outline_quad(labels == k)
+        if quad is None: continue
+        quad = quad.mean(0) + (quad - quad.mean(0))/BODY_SHRINK  # the body's quad grown back to the card's
+        upper, lower = half_means(up[..., 2], quad)
+        cards.append((quad if upper >= lower else rotate_corners_180(quad), float(up[..., 1][core].mean()), abs(upper - lower)))
     return cards
+
+# %% ../nbs/08d_learned_finder.ipynb #a1b2c3d4
+def _intersect(line1, line2):
+    "Where two lines (vx, vy, x0, y0) meet, or None when (nearly) parallel."
+    (vx1, vy1, x1, y1), (vx2, vy2, x2, y2) = line1, line2
+    det = vx2*vy1 - vx1*vy2
+    if abs(det) < 1e-6: return None
+    t = (vx2*(y2 - y1) - vy2*(x2 - x1))/det
+    return np.array([x1 + t*vx1, y1 + t*vy1])
+
+def side_edge_points(image:np.ndarray, # RGB uint8 frame the quad lives in
+                     corners:np.ndarray, # rough TL, TR, BR, BL (clockwise on screen)
+                     search:float, # look ± this many px across each side
+                     samples:int=32, # places along each side (its middle 80%: clear of the rounded corners)
+                     peaks:int=2, # candidate colour steps kept per place
+                     step:float=0.5, # profile spacing, px
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    "Per side: (points (samples·peaks, 2), weights) — the strongest colour steps across the side, sub-pixel, weighted by strength × a Gaussian prior (σ = search/2) around the rough side."
+    q = np.asarray(corners, np.float64).reshape(4, 2)
+    a, b = q, np.roll(q, -1, 0)
+    d = (b - a)/(np.linalg.norm(b - a, axis=1, keepdims=True) + 1e-9)
+    normal = np.stack([d[:, 1], -d[:, 0]], 1)  # outward for a clockwise quad (y down)
+    t = np.linspace(0.1, 0.9, samples)
+    offsets = np.arange(-search, search + step/2, step)
+    base = a[:, None] + t[None, :, None]*(b - a)[:, None]  # (4, S, 2)
+    grid = (base[:, :, None] + offsets[None, None, :, None]*normal[:, None, None]).reshape(4*samples, -1, 2).astype(np.float32)
+    profiles = cv2.remap(image, grid[..., 0], grid[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    profiles = cv2.GaussianBlur(profiles.reshape(4*samples, len(offsets), -1), (0, 0), sigmaX=1.0/step, sigmaY=1e-3)
+    change = np.linalg.norm(profiles[:, 2:] - profiles[:, :-2], axis=2)  # central difference at offsets[1:-1]
+    positions = offsets[1:-1]
+    is_peak = np.zeros_like(change, bool); is_peak[:, 1:-1] = (change[:, 1:-1] >= change[:, :-2]) & (change[:, 1:-1] > change[:, 2:])
+    weight = np.where(is_peak, change*np.exp(-0.5*(positions/(0.5*search))**2), 0)
+    k = np.clip(np.argsort(-weight, 1)[:, :peaks], 1, len(positions) - 2)  # (4S, peaks)
+    rows = np.arange(len(k))[:, None]
+    left, centre, right = change[rows, k - 1], change[rows, k], change[rows, k + 1]
+    curvature = left - 2*centre + right
+    sub = np.clip(np.where(curvature < -1e-6, 0.5*(left - right)/np.where(curvature < -1e-6, curvature, -1), 0), -0.5, 0.5)
+    where = (positions[k] + sub*step).reshape(4, samples, peaks)
+    w = weight[rows, k].reshape(4, samples, peaks)
+    return [((base[i][:, None] + where[i][..., None]*normal[i]).reshape(-1, 2), w[i].ravel()) for i in range(4)]
+
+def best_line(points:np.ndarray, weights:np.ndarray, # candidate edge points and their weights
+              direction:np.ndarray, # the rough side's direction: the line must run within `max_degrees` of it
+              inlier_px:float=0.8, max_degrees:float=6.0):
+    "The straight line (vx, vy, x0, y0) the most weight supports (every pair of strong points from opposite ends of the side tried, RANSAC-like), least-squares refitted on its inliers; None when too few points."
+    strong = weights > 0
+    points, weights = points[strong], weights[strong]
+    if len(points) < 6: return None
+    along = points @ (direction/np.linalg.norm(direction))
+    order = np.argsort(along); first, last = order[:max(2, len(order)*2//5)], order[-max(2, len(order)*2//5):]
+    i, j = np.repeat(first, len(last)), np.tile(last, len(first))  # pairs spanning the side: long baselines, a fraction of all pairs
+    d = points[j] - points[i]; length = np.linalg.norm(d, axis=1)
+    d = d/(length[:, None] + 1e-9)
+    ok = (length > 4) & (np.abs(d @ (direction/np.linalg.norm(direction))) >= np.cos(np.radians(max_degrees)))
+    if not ok.any(): return None
+    i, d = i[ok], d[ok]
+    residual = np.abs((points[None, :, 0] - points[i][:, None, 0])*d[:, 1:2] - (points[None, :, 1] - points[i][:, None, 1])*d[:, 0:1])  # (pairs, points)
+    support = ((residual <= inlier_px)*weights[None]).sum(1)
+    inliers = points[residual[np.argmax(support)] <= inlier_px]
+    return cv2.fitLine(inliers.astype(np.float32), cv2.DIST_L2, 0, 0.01, 0.01).ravel() if len(inliers) >= 4 else None
+
+def refine_sides(image:np.ndarray, # RGB uint8 frame
+                 corners:np.ndarray, # rough TL, TR, BR, BL (clockwise on screen; the order is kept)
+                 search:float, # first pass: look ± this many px across each side (halved each pass, at least 1.5)
+                 passes:int=3) -> np.ndarray:
+    "Sharpen a quad on the frame: per side the straight colour step best supported near the rough side, neighbours intersected; the input when that fails."
+    corners = np.asarray(corners, np.float64).copy()
+    for _ in range(passes):
+        sides = side_edge_points(image, corners, search)
+        lines = [best_line(points, weights, b - a) for (points, weights), a, b in zip(sides, corners, np.roll(corners, -1, 0))]
+        if any(line is None for line in lines): return corners
+        new = [_intersect(lines[i - 1], lines[i]) for i in range(4)]  # corner i joins sides i−1 and i
+        if any(c is None for c in new) or np.abs(np.array(new) - corners).max() > 2*search + 2: return corners  # diverged
+        corners, search = np.array(new), max(1.5, search/2)
+    return corners
 
 # %% ../nbs/08d_learned_finder.ipynb #4a388e50
 class LearnedFinder:
-    "Find every card in a frame with the finder network (ONNX) and sharpen its corners on the frame."
-    def __init__(self, model_path:str|Path, # the finder's .onnx (fp32 or INT8): uint8 (N, 192, 256, 3) in; `maps` (N, 2, 48, 64) and `corners` (N, 8, 48, 64) out
+    "Find every card in a frame with the finder network (ONNX), its corners sharpened on the frame and the card's top first."
+    def __init__(self, model_path:str|Path, # the finder's .onnx (fp32 or INT8): uint8 (1, 192, 256, 3) RGB in, `maps` (1, 3, 48, 64) out
                  threads:int=0, # ONNX Runtime intra-op threads (0: its default)
-                 threshold:float=0.5, # map threshold
+                 threshold:float=0.5, # map threshold (card and core)
                  min_score:float=0.5, # cards whose core is less sure than this are dropped
+                 min_card_frac:float=0.004, # smallest card, as a fraction of the frame area (the classic finder's default)
                  aspect_tolerance:float=0.3 # a found quad must be card-shaped within this (63:88, either way up)
                 ):
         try: import onnxruntime as ort
@@ -85,31 +216,34 @@ class LearnedFinder:
         if threads: options.intra_op_num_threads = int(threads)
         try: self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error: raise PokecardError(f"{path} is not an ONNX finder model ONNX Runtime can load ({str(error).splitlines()[0][:120]})") from None
-        image = self.session.get_inputs()[0]
+        image, outputs = self.session.get_inputs()[0], self.session.get_outputs()
         if image.type != "tensor(uint8)" or list(image.shape)[1:] != [FINDER_INPUT[1], FINDER_INPUT[0], 3]:
             raise PokecardError(f"{path} takes {image.type} {image.shape}; a finder model takes uint8 (N, {FINDER_INPUT[1]}, {FINDER_INPUT[0]}, 3) RGB")
+        if len(outputs) != 1 or list(outputs[0].shape)[1:2] != [len(FINDER_MAPS)]:
+            raise PokecardError(f"{path} answers {[(o.name, o.shape) for o in outputs]}; this finder reads one output `maps` (N, {len(FINDER_MAPS)}, 48, 64): "
+                                "retrain it with pokecard.finder_training (an older finder with a `corners` output is not supported)")
         self.input_name, self.path = image.name, path
-        self.threshold, self.min_score, self.aspect_tolerance = threshold, min_score, aspect_tolerance
+        self.threshold, self.min_score, self.min_card_frac, self.aspect_tolerance = threshold, min_score, min_card_frac, aspect_tolerance
 
-    def outputs(self, frame:np.ndarray) -> tuple[np.ndarray, np.ndarray, Letterbox]:
-        "The network's maps (2, 48, 64), corner offsets (8, 48, 64) and the frame's letterbox."
+    def maps(self, frame:np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        "The network's maps (3, 48, 64) for a frame, and the frame's letterbox."
         view, box = finder_input(frame)
-        maps, offsets = self.session.run(None, {self.input_name: view[None]})
-        return maps[0].astype(np.float32), offsets[0].astype(np.float32), box
+        return self.session.run(None, {self.input_name: view[None]})[0][0].astype(np.float32), box
 
-    def find(self, frame:np.ndarray, # RGB uint8 (H, W, 3)
+    def find(self, frame:np.ndarray, # RGB uint8 (H, W, 3) (grey and RGBA are converted)
              max_cards:int|None=None, # keep at most this many, best first
              refine:bool=True # sharpen the corners on the full-resolution frame
             ) -> list[CardQuad]:
-        "The cards in the frame, best first: corners TL, TR, BR, BL of each card as printed, in frame pixels."
+        "The cards in the frame, best first: corners TL, TR, BR, BL of each card as printed (`oriented=True`), in frame pixels; [] when none."
         frame = as_rgb(frame)
-        maps, offsets, box = self.outputs(frame)
+        maps, box = self.maps(frame)
+        min_area = self.min_card_frac*frame.shape[0]*frame.shape[1]
         cards = []
-        for quad, score in cards_from_maps(maps, offsets, self.threshold):
-            if score < self.min_score or not card_shaped(quad, self.aspect_tolerance) or quad_area(quad) < 60: continue
+        for quad, score, _ in cards_from_maps(maps, self.threshold):
             corners = box.to_frame(quad)
-            if refine:  # search about one map pixel, but never as far as a neighbouring card in a binder page
-                corners = refine_corners(frame, corners, search=min(FINDER_STRIDE/box.scale, 0.06*np.sqrt(quad_area(corners))))
-            cards.append(CardQuad(corners.astype(np.float64), score, oriented=True))
+            if score < self.min_score or not card_shaped(corners, self.aspect_tolerance) or quad_area(corners) < min_area: continue
+            if refine:  # about a map pixel and a quarter, at most 6% of the card's size
+                corners = refine_sides(frame, corners, search=min(1.25*FINDER_STRIDE/box.scale, 0.06*np.sqrt(quad_area(corners))))
+            cards.append(CardQuad(corners.astype(np.float64), round(score, 4), oriented=True))
         cards.sort(key=lambda c: -c.score)
         return cards[:max_cards] if max_cards else cards
