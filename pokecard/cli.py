@@ -23,6 +23,10 @@ COMMANDS = {  # name: (module, function, one-line help)
     "bench-latency": ("pokecard.pi", "bench_latency_main", "per-step latency of recognition"),
     "bench": ("pokecard.bench", "bench_main", "compare pokecard with the alternatives side by side"),
     "compile-hailo": ("pokecard.export", "compile_hailo_main", "compile the ONNX model to a Hailo HEF (needs the Hailo DFC)"),
+    "serve": ("pokecard.serve", "serve_main", "the collector's scanner: a local web app to recognise cards and keep a collection"),
+    "collection": ("pokecard.collection", "collection_main", "export, import or review the card collection (SQLite)"),
+    "video": ("pokecard.video", "video_main", "the distinct cards a recorded video shows (a pack opening)"),
+    "report": ("pokecard.collection", "report_main", "a zip for a bug report: failed frames, recognition JSON, DB manifest, versions"),
 }
 
 def _usage() -> str:
