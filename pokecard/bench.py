@@ -175,26 +175,31 @@ def teacher_method(spec:str, # a teacher spec, e.g. "timm:efficientnet_lite0" (I
 class VerifiedMethod(Method):
     "An embedding method whose close calls are verified by ORB keypoints and RANSAC, with the recogniser's rule (`Verifier.decide`)."
     def __init__(self, base:EmbeddingMethod, # the embedding (not yet fitted)
-                 thresholds:dict|None=None # the decision thresholds (the reference DB's); None: verify every query
+                 thresholds:dict|None=None, # the decision thresholds (the reference DB's); None: verify every query
+                 hashes:bool=True # verify the card hashes' nearest cards too, as the recogniser does with a DB that has them
                 ):
         super().__init__()
         from pokecard.verify import KeypointSettings
-        self.base, self.thresholds, self.settings = base, thresholds, KeypointSettings()
-        self.name = f"{base.name} + verification"
+        self.base, self.thresholds, self.settings, self.hashes = base, thresholds, KeypointSettings(), hashes
+        self.name = f"{base.name} + verification" + ("" if hashes else " (no card hashes)")
     def _fit(self, reference_images):
         from pokecard.verify import Verifier, keypoints_blob, load_keypoints
+        from pokecard.cardhash import CardHashes, card_hash
         self.base.fit(reference_images, self.card_ids)
         blob = keypoints_blob({c: self.settings.extract(_as_rgb_array(i), reference=True) for c, i in zip(self.card_ids, reference_images)}, self.settings)
+        hashes = CardHashes(self.card_ids, np.stack([card_hash(_as_rgb_array(i)) for i in reference_images])) if self.hashes else None
         margin = self.thresholds["match_margin"] if self.thresholds else math.inf
-        self.verifier = Verifier(load_keypoints(blob), margin_threshold=margin)
-        self.model_bytes, self.index_bytes = self.base.model_bytes, self.base.index_bytes + len(blob)
+        self.verifier = Verifier(load_keypoints(blob), margin_threshold=margin, hashes=hashes)
+        self.column = {c: i for i, c in enumerate(self.card_ids)}
+        self.model_bytes, self.index_bytes = self.base.model_bytes, self.base.index_bytes + len(blob) + (hashes.hashes.nbytes if hashes else 0)
     def read(self, query_image, exclude:str|None=None, scores:np.ndarray|None=None) -> tuple[list[str], str]:
         "The top five card ids after verification and the decision; `exclude` leaves one card out of the references (an absent card); `scores`: the embedding's, when already computed."
         scores = (self.base.scores(query_image) if scores is None else scores).copy()
         if exclude is not None: scores[self.card_ids.index(exclude)] = -np.inf
         hits = [(self.card_ids[i], float(scores[i])) for i in rank_cards(scores[None], 5)[0] if np.isfinite(scores[i])]
         decision = decide(hits[0][1], hits[1][1] if len(hits) > 1 else None, self.thresholds) if self.thresholds else "uncertain"
-        hits, decision, _ = self.verifier.decide(_as_rgb_array(query_image), hits, decision)
+        lookup = lambda card_ids: [(c, float(scores[self.column[c]])) for c in card_ids if c != exclude]  # an absent card stays absent
+        hits, decision, _ = self.verifier.decide(_as_rgb_array(query_image), hits, decision, lookup=lookup)
         return [card_id for card_id, _ in hits], decision
     def _scores(self, query_image):
         scores = self.base.scores(query_image)

@@ -14,11 +14,12 @@ from .core import PokecardError, StageTimer, ensure_stage, file_sha256, get_logg
 from .images import MIN_CARD_SIDE, ImageLoadError, load_image, log_skipped, scan_image_folder, to_model_input, validate_card_id
 from .export import cpu_session, embedder_interface, onnx_embed
 from .refdb import ReferenceDB, build_db, add_cards, remove_cards, benchmark_search
-from .verify import KEYPOINTS_FILE, KeypointSettings, db_keypoint_settings, keypoints_update
+from .verify import KEYPOINTS_FILE, KeypointSettings, db_keypoint_settings, verification_update
+from .cardhash import CARD_HASHES_FILE, card_hash
 
 # %% auto #0
 __all__ = ['PREPROCESSING', 'MODEL_KINDS', 'card_crop', 'reference_view', 'EmbeddedCards', 'embed_cards', 'check_heights',
-           'card_metadata', 'model_info', 'preprocessing_for', 'KeypointCollector', 'build_reference_db',
+           'card_metadata', 'model_info', 'preprocessing_for', 'ReferenceFeatures', 'build_reference_db',
            'keypoint_report', 'default_model', 'scans_and_metadata', 'run_thresholds', 'check_out_folder', 'index_main',
            'search_report', 'build_index', 'reference_db_dir']
 
@@ -107,31 +108,35 @@ def preprocessing_for(model_path:Path, heights=(0,)) -> dict:
     size = int(embedder_interface(model_path)["size"] or PREPROCESSING["size"])
     return {**PREPROCESSING, "size": size, **({"reference_heights": list(map(int, heights))} if tuple(heights) != (0,) else {})}
 
-class KeypointCollector:
-    "An `embed_cards` callback that extracts the reference keypoints of each card image as it goes by (one decode per image)."
-    def __init__(self, settings:KeypointSettings, # how to extract (the DB's own settings when it has keypoints)
-                 first_only:bool=False # keep only the first image's keypoints (a few-shot card photographed several times)
+class ReferenceFeatures:
+    "An `embed_cards` callback that keeps what verification needs of each card image as it goes by (one decode per image): its ORB keypoints (with `settings`) and its card hash (with `hashes`)."
+    def __init__(self, settings:KeypointSettings|None, # how to extract keypoints (the DB's own settings when it has them); None: no keypoints
+                 hashes:bool=True, # also the card hash (`cardhash.card_hash`), the verifier's second shortlist
+                 first_only:bool=False # keep only the first image's (a few-shot card photographed several times)
                 ):
-        self.settings, self.first_only, self.extracted = settings, first_only, {}
+        self.settings, self.hashes, self.first_only, self.keypoints, self.card_hashes = settings, hashes, first_only, {}, {}
     def __call__(self, card_id:str, path:Path, card):
-        if self.first_only and card_id in self.extracted: return
-        try: self.extracted[card_id] = self.settings.extract(card, reference=True)
+        if self.first_only and (card_id in self.keypoints or card_id in self.card_hashes): return
+        if self.hashes: self.card_hashes[card_id] = card_hash(np.asarray(card))
+        if self.settings is None: return
+        try: self.keypoints[card_id] = self.settings.extract(card, reference=True)
         except PokecardError as error: get_logger("index").warning(f"no keypoints for {card_id} ({path}): {error}")
     def update(self, kept:list, replaced=()):
-        "The `extras_update` that stores the keypoints of the cards that were kept (see `verify.keypoints_update`)."
+        "The `extras_update` that stores the keypoints and hashes of the cards that were kept (see `verify.verification_update`)."
         kept = set(kept)
-        return keypoints_update({c: v for c, v in self.extracted.items() if c in kept}, self.settings, replaced=replaced)
+        return verification_update({c: v for c, v in self.keypoints.items() if c in kept}, {c: h for c, h in self.card_hashes.items() if c in kept},
+                                   self.settings, replaced=replaced)
 
 def build_reference_db(images_by_card:dict, # card id -> its scan files, best first
                        metadata:dict, # card id -> {name, set_id, ...}
                        model_path:Path, out_dir:Path, kind:str="onnx-int8", dtype:str="f16",
-                       keypoints:bool=True, # also store each scan's ORB keypoints (geometric verification)
+                       keypoints:bool=True, # also store each scan's ORB keypoints and card hash (geometric verification)
                        thresholds:dict|None=None, # open-set thresholds chosen for this model (stage 07)
                        heights:tuple=(0,) # index each scan as it is (0) and shrunk to these card heights (px), one row each
                       ) -> tuple[Path, list[str]]:
     "Embed each card's first readable scan and write a self-contained DB (model, keypoints, thresholds) in one commit; returns the DB and the card ids skipped."
     heights = check_heights(heights)
-    collector = KeypointCollector(KeypointSettings()) if keypoints else None
+    collector = ReferenceFeatures(KeypointSettings()) if keypoints else None
     embedded = embed_cards(model_path, images_by_card, on_card=collector, heights=heights)
     if not len(embedded): raise PokecardError(f"none of the {len(images_by_card)} cards has a readable scan; nothing to index")
     db = build_db(out_dir, embedded.embeddings, embedded.card_ids, metadata, model_info=model_info(model_path, kind),
@@ -186,7 +191,7 @@ def _index_parser() -> argparse.ArgumentParser:
     build.add_argument("--model", help="ONNX model (default: the newest outputs/*/05_quantize/student_int8.onnx)")
     build.add_argument("--out", required=True, help="the DB folder to write: a new or empty folder, or an existing DB (replaced once the new one is complete); never anything else")
     build.add_argument("--dtype", default="f16", choices=("f16", "i8"), help="usearch vector type")
-    build.add_argument("--no-keypoints", action="store_true", help="skip the reference keypoints (no geometric verification)")
+    build.add_argument("--no-keypoints", action="store_true", help="skip the reference keypoints and card hashes (no geometric verification)")
     build.add_argument("--reference-heights", default="0", help="index each scan as it is (0) and also shrunk to these card heights in px, "
                        "comma-separated, e.g. 0,180,110: small or soft photos then meet a view of their own size (default: 0)")
     add = commands.add_parser("add", help="add scans (a new set) or a few photos of one card")
@@ -227,12 +232,13 @@ def _add(args) -> str:
     existing = [c for c in images_by_card if c in db]
     if existing and not args.replace:
         raise PokecardError(f"card(s) {existing[:5]}{' …' if len(existing) > 5 else ''} already in {args.db}: pass --replace to replace them, or remove them first (`pokecard index remove`)")
-    collector = KeypointCollector(settings, first_only=every_image) if settings else None
+    hashes = CARD_HASHES_FILE in db.manifest.get("extras", {})  # a DB built before card hashes gets none (rebuild it to have them)
+    collector = ReferenceFeatures(settings, hashes, first_only=every_image) if settings or hashes else None
     heights = (0,) if args.card_id else check_heights(db.manifest["preprocessing"].get("reference_heights", [0]))  # new scans like the DB's
     embedded = embed_cards(model, images_by_card, every_image=every_image, find_card=bool(args.card_id), on_card=collector, heights=heights)
     if not len(embedded): raise PokecardError("no readable images to add")
     add_cards(args.db, embedded.embeddings, embedded.card_ids, metadata, mode="multi" if len(heights) > 1 else args.mode, on_existing="replace" if args.replace else "error",
-              model_sha256=file_sha256(model), extras_update=collector.update(embedded.card_ids, replaced=existing) if collector else keypoints_update(replaced=existing))
+              model_sha256=file_sha256(model), extras_update=collector.update(embedded.card_ids, replaced=existing) if collector else verification_update(replaced=existing))
     return f"added {len(set(embedded.card_ids))} card(s) from {len(embedded)} image(s); the DB now holds {len(ReferenceDB.open(args.db))} cards"
 
 def _remove(args) -> str:
@@ -241,7 +247,7 @@ def _remove(args) -> str:
     missing = [c for c in card_ids if c not in present]
     if missing and not args.missing_ok: raise PokecardError(f"card(s) {missing[:5]} are not in {args.db}; pass --missing-ok to ignore them")
     drop = [c for c in card_ids if c in present]
-    if drop: remove_cards(args.db, drop, extras_update=keypoints_update())
+    if drop: remove_cards(args.db, drop, extras_update=verification_update())
     return f"removed {len(drop)} card(s); the DB now holds {len(ReferenceDB.open(args.db))} cards"
 
 def index_main(argv:list[str]|None=None) -> int:

@@ -25,13 +25,13 @@ from .metrics import l2_normalise
 
 # %% auto #0
 __all__ = ['DEFAULT_INPUT_SIZE', 'BACKENDS', 'HAILO_INSTALL_HINT', 'ONNX_KINDS', 'REBUILD_WITH_MODEL', 'DEFAULT_THRESHOLDS',
-           'OUTLINES', 'LATENCY_STEPS', 'UNKNOWN', 'DECISIONS', 'OVERLAY_COLOURS', 'thumbnail_model', 'OnnxEmbedder',
-           'import_hailo', 'HailoEmbedder', 'model_entry', 'checked_model_file', 'Candidate', 'RecognizedCard',
-           'RecognitionResult', 'decode_image', 'Recognizer', 'to_dict', 'to_json', 'format_result', 'bench_latency',
-           'latency_metrics', 'format_latency', 'model_floor', 'scene_frames', 'frame_benchmark',
+           'READINGS', 'OUTLINES', 'LATENCY_STEPS', 'UNKNOWN', 'DECISIONS', 'OVERLAY_COLOURS', 'thumbnail_model',
+           'OnnxEmbedder', 'import_hailo', 'HailoEmbedder', 'model_entry', 'checked_model_file', 'Candidate',
+           'RecognizedCard', 'RecognitionResult', 'decode_image', 'Recognizer', 'to_dict', 'to_json', 'format_result',
+           'bench_latency', 'latency_metrics', 'format_latency', 'model_floor', 'scene_frames', 'frame_benchmark',
            'format_frame_benchmark', 'video_frame_rate', 'quad_iou', 'match_quads', 'TrackedCard', 'CardTracker',
-           'overlay_label', 'draw_overlay', 'reading_changes', 'camera_frames', 'display_available', 'run_camera',
-           'recognize_main', 'camera_main', 'bench_latency_main']
+           'StillFrames', 'camera_step', 'overlay_label', 'draw_overlay', 'reading_changes', 'camera_frames',
+           'display_available', 'run_camera', 'recognize_main', 'camera_main', 'bench_latency_main']
 
 # %% ../nbs/08_pi.ipynb #b7663fb2
 DEFAULT_INPUT_SIZE = 224  # model input side when neither the model nor the DB says otherwise
@@ -201,6 +201,7 @@ def checked_model_file(db:ReferenceDB, # an opened reference DB
 
 # %% ../nbs/08_pi.ipynb #f9a826ce
 DEFAULT_THRESHOLDS = {"match_similarity": 0.80, "match_margin": 0.05, "uncertain_similarity": 0.60}  # placeholders until stage 07 stores calibrated ones (refdb.set_thresholds)
+READINGS = ("auto", "both")  # Recognizer(readings=...): the 180° reading only when needed, or always
 
 @dataclass
 class Candidate:
@@ -273,8 +274,11 @@ class Recognizer:
                  thresholds:dict|None=None, # match/uncertain thresholds; None = the DB's, else DEFAULT_THRESHOLDS
                  max_cards:int=16, # most cards per image
                  verification:str="auto", # geometric verification of the top candidates: "auto" (close calls), "always" or "off"
-                 verify_margin:float|None=None # "auto" also verifies when top-1 − top-2 is under this; None = the match margin
+                 verify_margin:float|None=None, # "auto" also verifies when top-1 − top-2 is under this; None = the match margin
+                 readings:str="auto" # "auto": read each card as found, and turned by 180° only when that is no match (or never, when the finder knows which way up it is); "both": always both
                 ):
+        if readings not in READINGS: raise PokecardError(f"readings={readings!r}; valid: {', '.join(READINGS)}")
+        self.readings = readings
         if backend not in BACKENDS: raise PokecardError(f"backend {backend!r}; valid: {', '.join(BACKENDS)}")
         if backend == "hailo": import_hailo()  # say how to install HailoRT before anything else
         self.db = ReferenceDB.open(db_dir, view=True, verify=verify)
@@ -322,25 +326,44 @@ class Recognizer:
         readings = [reading for card in rectified_cards for reading in orientation_candidates(card)]
         return np.stack([to_model_input(reading, self.input_size) for reading in readings])
 
+    def _read(self, clock:_StepClock, readings:list, k:int) -> tuple[list, np.ndarray]:
+        "Embed and search card readings (rectified cards, as found or turned) in one batch: (hits per reading, embeddings)."
+        if not readings: return [], np.zeros((0, self.db.dim), np.float32)
+        with clock("preprocess"): inputs = np.stack([to_model_input(reading, self.input_size) for reading in readings])
+        with clock("embed"): embeddings = self.embedder.embed(inputs)
+        if (np.linalg.norm(embeddings, axis=1) < 1e-6).any():
+            raise PokecardError("the model maps the card read from this image to an all-zero embedding, so there is nothing to search by (a blank or flat image?)")
+        with clock("search"): hits = self.db.search(embeddings, k=k)
+        return hits, embeddings
+
     def candidate(self, hit:Hit) -> Candidate:
         "A search hit with the card's name, set and number."
         info = self.db.card_info(hit.card_id)
         number = info.get("number")
         return Candidate(hit.card_id, info.get("name"), info.get("set_id"), None if number is None else str(number), float(hit.similarity))
 
+    def needs_turned_reading(self, quad:CardQuad, upright_hits:list[Hit]) -> bool:
+        "Read the card turned by 180° too? Always with `readings='both'`; never when the finder knows which way up the card is; else when the reading as found is no match."
+        if self.readings == "both": return True
+        if quad.oriented or not upright_hits: return not upright_hits
+        return decide(upright_hits[0].similarity, upright_hits[1].similarity if len(upright_hits) > 1 else None, self.thresholds) != "match"
+
     def read_card(self, quad:CardQuad, # the finder's outline
                   rectified:np.ndarray, # the card as `finder.rectify` returned it
-                  upright_hits:list[Hit], turned_hits:list[Hit], # search results of the two readings
-                  top_k:int) -> RecognizedCard:
-        "Keep the reading whose best hit is more similar, decide, and verify a close call."
-        rotated = _top1(turned_hits) > _top1(upright_hits)
+                  upright_hits:list[Hit], turned_hits:list[Hit]|None, # search results of the two readings (None: not read turned)
+                  top_k:int,
+                  embeddings:np.ndarray|None=None # (2, dim) the two readings' embeddings (a row of NaN for one not read): cards the card hashes find are scored with them
+                 ) -> RecognizedCard:
+        "Keep the reading whose best hit is more similar, decide, and verify a close call (the embedding's candidates and the card hashes')."
+        rotated = turned_hits is not None and _top1(turned_hits) > _top1(upright_hits)
         hits = turned_hits if rotated else upright_hits
         corners = rotate_corners_180(quad.corners) if rotated else np.asarray(quad.corners, np.float64)
         top2 = hits[1].similarity if len(hits) > 1 else None
         decision = decide(hits[0].similarity, top2, self.thresholds) if hits else "unknown"
         verification = None
         if self.verifier is not None:
-            verified_hits, verified_decision, checked = self.verifier.decide(orientation_candidates(rectified)[int(rotated)], hits, decision, self.verification)
+            lookup = None if embeddings is None else (lambda card_ids: self.db.card_hits(embeddings[int(rotated)], card_ids))
+            verified_hits, verified_decision, checked = self.verifier.decide(orientation_candidates(rectified)[int(rotated)], hits, decision, self.verification, lookup)
             if checked is not None:
                 verification = {"hint": verified_decision, "embedding_decision": decision,
                                 "inliers": {r["card_id"]: int(r["art_inliers"]) if r["homography_ok"] else 0 for r in checked}}
@@ -356,14 +379,20 @@ class Recognizer:
         with clock("decode"): rgb, path = decode_image(image)
         with clock("find"): quads = find_cards(rgb, max_cards=self.max_cards)
         with clock("rectify"): rectified = [rectify(rgb, quad.corners) for quad in quads]
-        with clock("preprocess"): inputs = self.model_inputs(rectified)
-        with clock("embed"): embeddings = self.embedder.embed(inputs)
-        if len(embeddings) and (np.linalg.norm(embeddings, axis=1) < 1e-6).any():
-            raise PokecardError("the model maps the card read from this image to an all-zero embedding, so there is nothing to search by (a blank or flat image?)")
-        with clock("search"):  # five cards at least: the decision needs the margin, the verifier the top five
-            hits = self.db.search(embeddings, k=max(int(top_k), 2, self.verifier.max_candidates if self.verifier else 2))
+        k = max(int(top_k), 2, self.verifier.max_candidates if self.verifier else 2)  # the decision needs the margin, the verifier the top five
+        if self.readings == "both":  # one batch: each card as found and turned
+            hits, found = self._read(clock, [reading for card in rectified for reading in orientation_candidates(card)], k)
+            upright_hits, turned_hits, embeddings, embeddings_turned = hits[0::2], hits[1::2], found[0::2], found[1::2]
+        else:  # each card as found; then turned, only the cards that need it
+            upright_hits, embeddings = self._read(clock, rectified, k)
+            turn = [i for i, (quad, hits) in enumerate(zip(quads, upright_hits)) if self.needs_turned_reading(quad, hits)]
+            turned_hits, embeddings_turned = [None] * len(quads), np.full_like(embeddings, np.nan)
+            if turn:
+                found, found_embeddings = self._read(clock, [orientation_candidates(rectified[i])[1] for i in turn], k)
+                for j, i in enumerate(turn): turned_hits[i], embeddings_turned[i] = found[j], found_embeddings[j]
         with clock("verify"):
-            cards = [self.read_card(quad, card, hits[2 * i], hits[2 * i + 1], int(top_k)) for i, (quad, card) in enumerate(zip(quads, rectified))]
+            cards = [self.read_card(quad, card, upright_hits[i], turned_hits[i], int(top_k), np.stack([embeddings[i], embeddings_turned[i]]))
+                     for i, (quad, card) in enumerate(zip(quads, rectified))]
         return RecognitionResult(path, (rgb.shape[1], rgb.shape[0]), cards, clock.timings())
 
     def close(self):
@@ -471,15 +500,17 @@ def format_frame_benchmark(result:dict) -> str:
     return "\n".join(lines)
 
 def video_frame_rate(recognizer:Recognizer, frames:Iterable[np.ndarray], # RGB frames, e.g. `camera_frames(video=...)`
-                     smooth:int=5, max_frames:int=0, top_k:int=5) -> dict:
-    "The camera loop (recognise, track, smooth) over recorded frames: frames, seconds and sustained frames per second."
-    tracker, count, started = CardTracker(smooth), 0, time.perf_counter()
+                     smooth:int=5, max_frames:int=0, top_k:int=5,
+                     still:bool=True # the camera loop's still-frame shortcut (`StillFrames`), as `pokecard camera` runs
+                    ) -> dict:
+    "The camera loop (recognise, track, smooth) over recorded frames: frames, frames recognised, seconds and sustained frames per second."
+    tracker, gate, count, started = CardTracker(smooth), StillFrames() if still else None, 0, time.perf_counter()
     for frame in frames:
-        tracker.update(recognizer.recognize(frame, top_k=top_k).cards)
+        camera_step(recognizer, tracker, frame, gate, top_k)
         count += 1
         if max_frames and count >= max_frames: break
     seconds = time.perf_counter() - started
-    return {"frames": count, "seconds": seconds, "frames_per_s": count/seconds if seconds > 0 else 0.0}
+    return {"frames": count, "recognised": count if gate is None else count - gate.skipped, "seconds": seconds, "frames_per_s": count/seconds if seconds > 0 else 0.0}
 
 # %% ../nbs/08_pi.ipynb #73c64aef
 def quad_iou(a:np.ndarray, b:np.ndarray) -> float:
@@ -567,6 +598,34 @@ class CardTracker:
         decision = min(decisions, key=lambda d: (-decisions[d], DECISIONS.index(d)))
         card_id, name = (None, None) if vote == UNKNOWN else (vote, winners[-1][2])
         return TrackedCard(track.track_id, track.corners, card_id, name, float(np.mean([r[3] for r in winners])), decision, votes, len(readings))
+
+# %% ../nbs/08_pi.ipynb #5f11a001
+class StillFrames:
+    "The camera loop's shortcut: a frame that shows what the last recognised frame showed (nothing moved) keeps its reading; an 80×60 grey thumbnail decides in well under a millisecond."
+    def __init__(self, threshold:float=1.5, # mean absolute grey difference (0–255) of the thumbnails under which nothing moved
+                 max_reuse:int=30 # recognise anyway after this many still frames (the light drifts)
+                ):
+        self.threshold, self.max_reuse, self.last, self.reused, self.cards, self.skipped = float(threshold), int(max_reuse), None, 0, None, 0
+
+    def still(self, frame:np.ndarray # RGB uint8 (H, W, 3)
+             ) -> bool:
+        "True when `frame` shows what the last recognised frame showed; False makes it the new reference (recognise it)."
+        thumbnail = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (80, 60), interpolation=cv2.INTER_AREA)
+        if self.cards is not None and self.last is not None and self.reused < self.max_reuse and float(cv2.absdiff(thumbnail, self.last).mean()) < self.threshold:
+            self.reused += 1; self.skipped += 1
+            return True
+        self.last, self.reused = thumbnail, 0
+        return False
+
+def camera_step(recognizer:Recognizer, tracker:CardTracker, frame:np.ndarray, # the loop's recogniser and tracker, one RGB frame
+                still:StillFrames|None=None, # skip recognition of frames in which nothing moved (None: recognise every frame)
+                top_k:int=5) -> list:
+    "One frame of the camera loop: recognise it (unless nothing moved since the last recognised frame: its reading stands), then track and smooth."
+    if still is None or not still.still(frame):
+        cards = recognizer.recognize(frame, top_k=top_k).cards
+        if still is not None: still.cards = cards
+    else: cards = still.cards
+    return tracker.update(cards)
 
 # %% ../nbs/08_pi.ipynb #254690cc
 OVERLAY_COLOURS = {"match": (40, 200, 60), "uncertain": (250, 190, 20), "unknown": (230, 40, 40), "pending": (160, 160, 160)}  # RGB
@@ -665,12 +724,13 @@ def display_available() -> bool:
 def run_camera(recognizer:Recognizer, frames:Iterable[np.ndarray], # a recogniser, RGB frames
                smooth:int=5, # frames in the voting window
                show:bool=True, # draw in a window (else print changes)
-               top_k:int=5, max_frames:int=0 # stop after this many frames (0 = never)
+               top_k:int=5, max_frames:int=0, # stop after this many frames (0 = never)
+               still:bool=True # keep the last reading while nothing moves (`StillFrames`)
               ) -> int:
     "The capture loop: recognise, track, smooth, then draw or print; q or Esc in the window stops. Returns frames processed."
-    tracker, announced, count = CardTracker(smooth), {}, 0
+    tracker, gate, announced, count = CardTracker(smooth), StillFrames() if still else None, {}, 0
     for frame in frames:
-        cards = tracker.update(recognizer.recognize(frame, top_k=top_k).cards)
+        cards = camera_step(recognizer, tracker, frame, gate, top_k)
         count += 1
         if show:
             cv2.imshow("pokecard", cv2.cvtColor(draw_overlay(frame, cards), cv2.COLOR_RGB2BGR))
@@ -702,6 +762,8 @@ def _common_arguments(parser:argparse.ArgumentParser):
                         help="geometric verification of the top candidates: auto (close calls, the default), always, or off")
     parser.add_argument("--verify-margin", type=float, default=None,
                         help="auto also verifies when top-1 minus top-2 similarity is under this (default: the DB's match margin)")
+    parser.add_argument("--readings", choices=READINGS, default="auto",
+                        help="auto: read a card turned by 180 degrees only when it is no match as found (the default); both: always both readings")
 
 def _parse(parser:argparse.ArgumentParser, argv) -> argparse.Namespace:
     args = parser.parse_args(argv)
@@ -717,7 +779,7 @@ def recognize_main(argv:list[str]|None=None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per image (JSON Lines)")
     _common_arguments(parser)
     args = _parse(parser, argv)
-    recognizer = Recognizer(args.db, backend=args.backend, threads=args.threads, verification=args.verify, verify_margin=args.verify_margin)
+    recognizer = Recognizer(args.db, backend=args.backend, threads=args.threads, verification=args.verify, verify_margin=args.verify_margin, readings=args.readings)
     processed = 0
     for path in _image_paths(args.images):
         try: result = recognizer.recognize(path, top_k=args.top_k)
@@ -737,7 +799,7 @@ def camera_main(argv:list[str]|None=None) -> int:
     _common_arguments(parser)
     args = _parse(parser, argv)
     if args.smooth < 1: parser.error(f"--smooth must be >= 1, got {args.smooth}")
-    recognizer = Recognizer(args.db, backend=args.backend, threads=args.threads, verification=args.verify, verify_margin=args.verify_margin)
+    recognizer = Recognizer(args.db, backend=args.backend, threads=args.threads, verification=args.verify, verify_margin=args.verify_margin, readings=args.readings)
     show = not args.headless and display_available()
     if not args.headless and not show:
         print("pokecard camera: no display (or OpenCV without GUI support): printing readings instead", file=sys.stderr)
@@ -762,7 +824,7 @@ def bench_latency_main(argv:list[str]|None=None) -> int:
     args = _parse(parser, argv)
     if args.repeat < 1 or args.warmup < 0: parser.error("--repeat must be >= 1 and --warmup >= 0")
     if not (args.images or args.scenes or args.video): parser.error("give photos, --scenes SCANS or --video FILE")
-    recognizer = Recognizer(args.db, backend=args.backend, threads=args.threads, verification=args.verify, verify_margin=args.verify_margin)
+    recognizer = Recognizer(args.db, backend=args.backend, threads=args.threads, verification=args.verify, verify_margin=args.verify_margin, readings=args.readings)
     if args.scenes or args.video:
         report = {}
         if args.scenes:
@@ -774,7 +836,7 @@ def bench_latency_main(argv:list[str]|None=None) -> int:
         else:
             threads = site_settings().threads if args.threads is None else args.threads
             if args.scenes: print(f"backend {args.backend}, threads {threads or 'ONNX Runtime default'}, {args.repeat} runs per frame\n{format_frame_benchmark(report)}")
-            if args.video: print(f"video {args.video}: {report['video']['frames']} frames in {report['video']['seconds']:.1f} s, {report['video']['frames_per_s']:.1f} frames/s")
+            if args.video: print(f"video {args.video}: {report['video']['frames']} frames ({report['video']['recognised']} recognised, the rest still) in {report['video']['seconds']:.1f} s, {report['video']['frames_per_s']:.1f} frames/s")
         return 0
     readable = []
     for path in _image_paths(args.images):

@@ -94,8 +94,8 @@ def absent_card_benchmark(db_dir:Path, bundle, n_absent:int, seed:int, work_dir:
     copy = work_dir/"db_without_absent"
     if copy.exists(): shutil.rmtree(copy)
     shutil.copytree(db_dir, copy)
-    from pokecard.verify import keypoints_update
-    remove_cards(copy, absent, extras_update=keypoints_update())  # their keypoints go in the same commit
+    from pokecard.verify import verification_update
+    remove_cards(copy, absent, extras_update=verification_update())  # their keypoints and hashes go in the same commit
     recognizer = Recognizer(copy)
     queries = bundle.queries[bundle.queries.card_id.isin(absent) & (bundle.queries.kind == "simulated")]
     decisions = [recognizer.recognize(p).cards[0].decision for p in queries.path]
@@ -131,8 +131,8 @@ def verification_benchmark(db_dir:Path, bundle, seed:int, work_dir:Path, preset:
     without = work_dir/"db_verify_absent"
     if without.exists(): shutil.rmtree(without)
     shutil.copytree(db_dir, without)
-    from pokecard.verify import keypoints_update
-    remove_cards(without, sorted(absent), extras_update=keypoints_update())  # the removed cards' keypoints go in the same commit, as `index remove` does
+    from pokecard.verify import verification_update
+    remove_cards(without, sorted(absent), extras_update=verification_update())  # the removed cards' keypoints and hashes go in the same commit, as `index remove` does
     names, counts = bundle.names, Counter(bundle.names.values())
     reprint = np.array([counts[names[c]] > 1 for _, c in known])
     rows = []

@@ -21,7 +21,8 @@ except ImportError: fcntl = None  # no cross-process lock off POSIX
 # %% auto #0
 __all__ = ['FORMAT_NAME', 'FORMAT_VERSION', 'CORE_FILES', 'MODEL_KINDS', 'INDEX_DTYPES', 'ROW_MODES', 'CARD_FIELDS',
            'HNSW_DEFAULTS', 'INSERT_THREADS', 'REBUILD_HINT', 'REMOVE_HINT', 'build_db', 'Hit', 'ReferenceDB',
-           'add_cards', 'remove_cards', 'set_thresholds', 'write_extra', 'synthetic_references', 'benchmark_search']
+           'add_cards', 'remove_cards', 'set_thresholds', 'write_extra', 'combine_updates', 'synthetic_references',
+           'benchmark_search']
 
 # %% ../nbs/06a_refdb.ipynb #30e63e34
 FORMAT_NAME = "pokecard-refdb"      # manifest["format"]
@@ -507,6 +508,23 @@ class ReferenceDB:
             results.append(hits)
         return results
 
+    def card_hits(self, query_embedding:np.ndarray, # (dim,) one query embedding (normalised here)
+                  card_ids:list[str] # cards of this DB
+                 ) -> list[Hit]:
+        "Each card's hit for the query as `search` would score it (its best row), for cards found another way (e.g. by their hash)."
+        query = _unit_rows(query_embedding, "query embedding", self.dim)[0]
+        if not hasattr(self, "_rows_of"):
+            self._rows_of = {}
+            for row, card_id in enumerate(self.row_card_ids): self._rows_of.setdefault(card_id, []).append(row)
+        hits = []
+        for card_id in card_ids:
+            if card_id not in self._card_set: raise PokecardError(f"card {card_id!r} is not in the DB {self.db_dir}")
+            rows = self._rows_of[card_id]
+            similarities = np.asarray(self.embeddings[rows], np.float32) @ query
+            best = int(np.argmax(similarities))
+            hits.append(Hit(card_id, float(np.clip(similarities[best], -1.0, 1.0)), rows[best]))
+        return hits
+
     def read_extra(self, name:str) -> bytes:
         "The bytes of an extra file added with `write_extra` (checked against the manifest when the DB was opened)."
         if name not in self.manifest.get("extras", {}):
@@ -643,6 +661,20 @@ def write_extra(db_dir:str|Path,        # an existing DB folder
         extras = _write_extras(staging, manifest.get("extras", {}), {name: (data, info)}, cards_sha256(db.row_card_ids))
         _write_manifest(staging, {**manifest, "extras": extras})
     return db_dir
+
+# %% ../nbs/06a_refdb.ipynb #cb0a0001
+def combine_updates(*updates # `extras_update` functions (None entries are skipped), e.g. keypoints and card hashes
+                   ):
+    "One `extras_update` that runs each of `updates` on the same old DB and card set; two updates writing the same file is an error."
+    updates = [u for u in updates if u is not None]
+    def update(old_db, card_ids:list) -> dict:
+        changes = {}
+        for each in updates:
+            for name, change in each(old_db, card_ids).items():
+                if name in changes: raise PokecardError(f"two extras updates both write {name!r}")
+                changes[name] = change
+        return changes
+    return update if updates else None
 
 # %% ../nbs/06a_refdb.ipynb #93ebf0c5
 def synthetic_references(n_refs:int,            # rows

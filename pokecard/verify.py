@@ -15,14 +15,16 @@ from PIL import Image
 from .core import PokecardError, get_logger
 from .images import load_image, to_rgb, validate_card_id
 from .finder import as_rgb
-from .refdb import ReferenceDB, write_extra
+from .cardhash import CardHashes, card_hash, db_card_hashes, hashes_update
+from .refdb import combine_updates, ReferenceDB, write_extra
 
 # %% auto #0
 __all__ = ['VERIFY_SIZE', 'MAX_KEYPOINTS', 'REFERENCE_BLUR', 'DESCRIPTOR_BYTES', 'KEYPOINTS_FILE', 'KEYPOINTS_FORMAT',
            'KEYPOINTS_VERSION', 'MIN_INLIERS', 'ART_BAND', 'RANSAC_THRESHOLD', 'MAX_CORNER_SHIFT', 'LOWE_RATIO',
-           'TIE_TOLERANCE', 'VERIFICATION_MODES', 'card_array', 'card_grey', 'extract_keypoints', 'KeypointSettings',
-           'KeypointStore', 'keypoints_blob', 'load_keypoints', 'db_keypoint_settings', 'keypoints_update',
-           'add_keypoints_to_db', 'card_corners', 'card_like', 'match_card', 'verify_candidates', 'rerank', 'Verifier']
+           'TIE_TOLERANCE', 'VERIFICATION_MODES', 'HASH_CANDIDATES', 'card_array', 'card_grey', 'extract_keypoints',
+           'KeypointSettings', 'KeypointStore', 'keypoints_blob', 'load_keypoints', 'db_keypoint_settings',
+           'keypoints_update', 'verification_update', 'add_keypoints_to_db', 'card_corners', 'card_like', 'match_card',
+           'verify_candidates', 'rerank', 'Verifier']
 
 # %% ../nbs/08c_verify.ipynb #6412f870
 VERIFY_SIZE = (320, 447)  # (W, H) the card is resized to before ORB (63:88); keypoints are in these pixels
@@ -232,6 +234,12 @@ def keypoints_update(extracted:Mapping|None=None, # card_id -> (points, descript
         return {KEYPOINTS_FILE: _keypoints_file(per_card, settings or (stored.settings if stored is not None else KeypointSettings()))}
     return update
 
+def verification_update(keypoints:Mapping|None=None, # card_id -> (points, descriptors) of new or changed cards (see `keypoints_update`)
+                        hashes:Mapping|None=None, # card_id -> `cardhash.card_hash` of new or changed cards
+                        settings:KeypointSettings|None=None, replace:bool=False, replaced=()):
+    "The `extras_update` of everything verification keeps per card (keypoints and card hashes), in one commit: what `index build/add/remove` pass to `refdb`."
+    return combine_updates(keypoints_update(keypoints, settings, replace, replaced), hashes_update(hashes, replace, replaced))
+
 def add_keypoints_to_db(db_dir:str|Path, # an existing reference DB folder
                         images_by_card:Mapping, # card_id -> its reference image: PIL image, uint8 array or image path
                         *,
@@ -355,7 +363,7 @@ def rerank(hits:list, # the search's candidates, best first: refdb.Hit or (card_
            min_inliers:int=MIN_INLIERS, # artwork-band inliers for a candidate to verify
            tie_tolerance:float=TIE_TOLERANCE # relative score difference treated as a tie
           ) -> tuple[list, str|None]:
-    "The hits re-ordered by verified inliers when the embedding's margin is small, and a hint: match, uncertain, unknown (None: nothing verified)."
+    "The hits re-ordered by verified inliers when the embedding's margin is small or its top-1 does not verify, and a hint: match, uncertain, unknown (None: nothing verified)."
     by_card = {v["card_id"]: v for v in verification}
     def score(hit) -> int:
         found = by_card.get(_card_id(hit))
@@ -364,7 +372,7 @@ def rerank(hits:list, # the search's candidates, best first: refdb.Hit or (card_
     if not checked: return list(hits), None
     if not any(score(h) for h in checked): return list(hits), "unknown"
     margin = _similarity(hits[0]) - _similarity(hits[1]) if len(hits) > 1 else float("inf")
-    if margin < margin_threshold:
+    if margin < margin_threshold or not score(hits[0]):  # a close call, or a top-1 the geometry rejects while another card verifies
         remaining, ordered = [h for h in checked if score(h)], []
         while remaining:
             best = max(score(h) for h in remaining)
@@ -377,43 +385,68 @@ def rerank(hits:list, # the search's candidates, best first: refdb.Hit or (card_
     return list(hits), "uncertain"
 
 # %% ../nbs/08c_verify.ipynb #6046e722
+HASH_CANDIDATES = 5  # cards the card hash adds to the embedding's top five for verification (issue 17: hard photos)
+
+def _readings(card:np.ndarray) -> tuple: return (card, card[::-1, ::-1])  # as found and turned by 180°: the hash does not know which
+
 class Verifier:
     "Geometric verification of a recogniser's top candidates with the keypoints stored in its reference DB."
     def __init__(self, keypoints:Mapping, # card_id -> (points, descriptors), usually a `KeypointStore`
                  margin_threshold:float=0.05, # verify when top-1 − top-2 similarity is below this (the decision's match_margin)
                  max_candidates:int=5, # hits verified (the rest keep their order, after them)
+                 hashes:CardHashes|None=None, # the DB's card hashes: their nearest cards are verified too (None: the embedding's only)
+                 hash_candidates:int=HASH_CANDIDATES, # cards the hashes add to the embedding's top `max_candidates`
                  min_inliers:int=MIN_INLIERS, ratio:float=LOWE_RATIO, ransac_threshold:float=RANSAC_THRESHOLD,
                  max_corner_shift:float=MAX_CORNER_SHIFT, tie_tolerance:float=TIE_TOLERANCE):
         if not (isinstance(max_candidates, int) and max_candidates >= 1): raise PokecardError(f"max_candidates={max_candidates!r} must be a positive integer")
         self.keypoints, self.margin_threshold, self.max_candidates = keypoints, float(margin_threshold), max_candidates
         self.min_inliers, self.ratio, self.ransac_threshold = min_inliers, ratio, ransac_threshold
         self.max_corner_shift, self.tie_tolerance = max_corner_shift, tie_tolerance
+        self.hashes, self.hash_candidates = hashes, int(hash_candidates)
 
     @classmethod
     def from_db(cls, db:ReferenceDB|str|Path, # an opened reference DB (or its folder)
                 **options # Verifier settings
                ) -> Verifier|None:
-        "A verifier over the DB's stored keypoints (memory-mapped), or None when the DB has none."
+        "A verifier over the DB's stored keypoints (memory-mapped) and card hashes, or None when the DB has no keypoints."
         db = db if isinstance(db, ReferenceDB) else ReferenceDB.open(db, verify="fast")
         if KEYPOINTS_FILE not in db.manifest.get("extras", {}): return None
         try: mapped = np.memmap(db.db_dir/KEYPOINTS_FILE, dtype=np.uint8, mode="r")
         except (OSError, ValueError) as e: raise _corrupt(f"cannot map {db.db_dir/KEYPOINTS_FILE}: {e}") from None
-        return cls(load_keypoints(mapped), **options)
+        return cls(load_keypoints(mapped), **{"hashes": db_card_hashes(db), **options})
+
+    def shortlist(self, rectified_card, # the query card, rectified
+                  hits:list, # the search's hits, best first
+                  lookup=None # `f(card_ids) -> hits` scoring cards the hashes found like the search (`ReferenceDB.card_hits`); None: no hash candidates
+                 ) -> list:
+        "The candidates to verify, best first: the top `max_candidates` hits, then the cards nearest by card hash that are not among them, then the other hits."
+        top = list(hits[:self.max_candidates])
+        if self.hashes is None or lookup is None or not self.hash_candidates or not hits: return list(hits)
+        readings = np.stack([card_hash(reading) for reading in _readings(card_array(rectified_card))])
+        seen = {_card_id(h) for h in top}
+        found = [c for c, _ in self.hashes.nearest(readings, self.hash_candidates + len(seen)) if c not in seen][:self.hash_candidates]
+        extra = lookup(found) if found else []
+        extra_ids = {_card_id(h) for h in extra}
+        return top + list(extra) + [h for h in hits[self.max_candidates:] if _card_id(h) not in extra_ids]
 
     def verify(self, rectified_card, # the query card, rectified (uint8 RGB array, PIL image)
-               hits:list # candidates, best first
+               hits:list, # candidates, best first
+               count:int|None=None # how many of them to verify (default `max_candidates`)
               ) -> list[dict]:
-        "`verify_candidates` of the top `max_candidates` hits."
-        return verify_candidates(rectified_card, hits[:self.max_candidates], self.keypoints, self.ratio, self.min_inliers,
+        "`verify_candidates` of the top `count` hits."
+        return verify_candidates(rectified_card, hits[:count or self.max_candidates], self.keypoints, self.ratio, self.min_inliers,
                                  self.ransac_threshold, self.max_corner_shift)
 
     def check(self, rectified_card, # the query card, rectified, in the reading the hits came from
-              hits:list # the search's hits, best first (refdb.Hit or (card_id, similarity))
+              hits:list, # the search's hits, best first (refdb.Hit or (card_id, similarity))
+              lookup=None # see `shortlist`: with it, the card hashes' nearest cards are verified too
              ) -> tuple[list, str|None, list[dict], float]:
         "Verify whatever the margin: (re-ranked hits, hint, the per-candidate `verify_candidates` results, ms)."
         if not hits: return list(hits), None, [], 0.0
         started = time.perf_counter()
-        verification = self.verify(rectified_card, hits)
+        candidates = self.shortlist(rectified_card, hits, lookup)
+        count = min(len(hits), self.max_candidates) + len(candidates) - len(hits)
+        hits, verification = candidates, self.verify(rectified_card, candidates, count)
         reordered, hint = rerank(hits, verification, float("inf"), self.min_inliers, self.tie_tolerance)
         return reordered, hint, verification, 1e3 * (time.perf_counter() - started)
 
@@ -430,11 +463,12 @@ class Verifier:
     def decide(self, rectified_card, # the query card, rectified, in the reading the hits came from
                hits:list, # the search's hits, best first
                decision:str, # the embedding's decision
-               mode:str="auto" # see `needed`
+               mode:str="auto", # see `needed`
+               lookup=None # see `shortlist`
               ) -> tuple[list, str, list[dict]|None]:
-        "(hits, decision, per-candidate results or None): when `needed`, the hits re-ranked by the geometry and its verdict as the decision."
+        "(hits, decision, per-candidate results or None): when `needed`, the hits (and the card hashes' candidates) re-ranked by the geometry and its verdict as the decision."
         if not self.needed(hits, decision, mode): return list(hits), decision, None
-        reordered, hint, checked, _ = self.check(rectified_card, hits)
+        reordered, hint, checked, _ = self.check(rectified_card, hits, lookup)
         if hint is None: return list(hits), decision, None
         if hint == "match" and decision == "unknown": hint = "uncertain"  # a match needs both signals: geometry alone never overrules an embedding's "unknown"
         return reordered, hint, checked

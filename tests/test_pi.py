@@ -89,7 +89,7 @@ print(sorted(m for m in sys.modules if m.startswith('pokecard.')))
     assert done.returncode == 0, done.stderr
     modules = set(eval(done.stdout.strip().splitlines()[-1]))
     assert modules <= {"pokecard.core", "pokecard.images", "pokecard.finder", "pokecard.refdb", "pokecard.embedspace", "pokecard.metrics",
-                       "pokecard.verify", "pokecard.pi", "pokecard.export"}, modules  # export: the torch-free embedder_interface (tests/test_export.py)
+                       "pokecard.verify", "pokecard.cardhash", "pokecard.pi", "pokecard.export"}, modules  # export: the torch-free embedder_interface (tests/test_export.py)
 
 
 # --- recognition --------------------------------------------------------------------------------------------------------
@@ -162,18 +162,40 @@ def test_user_crop_with_camera_effects(demo):
 
 
 def test_model_input_is_to_model_input_of_the_rectified_card(demo, monkeypatch):
-    recognizer = Recognizer(demo.db)
-    batches = []
-    original = recognizer.embedder.embed
-    monkeypatch.setattr(recognizer.embedder, "embed", lambda batch: batches.append(batch.copy()) or original(batch))
-    result = recognizer.recognize(demo.photo_path)
-    assert len(batches) == 1 and len(batches[0]) == 2 * len(result.cards) == 4  # several cards: one batch, both readings each
+    def batches_of(recognizer):
+        batches = []
+        original = recognizer.embedder.embed
+        monkeypatch.setattr(recognizer.embedder, "embed", lambda batch: batches.append(batch.copy()) or original(batch))
+        return batches
     rgb = np.asarray(load_image(demo.photo_path))
-    for i, card in enumerate(result.cards):
-        found_corners = rotate_corners_180(card.corners) if card.rotated else card.corners  # the finder's order
-        rectified = rectify(rgb, found_corners)
+    def rectified_cards(result):
+        return [rectify(rgb, rotate_corners_180(card.corners) if card.rotated else card.corners) for card in result.cards]  # the finder's order
+    # readings="both": one batch, both readings of every card
+    recognizer = Recognizer(demo.db, readings="both")
+    batches = batches_of(recognizer)
+    result = recognizer.recognize(demo.photo_path)
+    assert len(batches) == 1 and len(batches[0]) == 2 * len(result.cards) == 4
+    upright = np.stack([batches[0][0], batches[0][2]])
+    for i, rectified in enumerate(rectified_cards(result)):
         np.testing.assert_array_equal(batches[0][2 * i], to_model_input(rectified))
         np.testing.assert_array_equal(batches[0][2 * i + 1], to_model_input(np.ascontiguousarray(rectified[::-1, ::-1])))
+    # the default: every card as found in one batch; the turned reading only of cards whose first reading is no match (none here)
+    recognizer = Recognizer(demo.db)
+    batches = batches_of(recognizer)
+    again = recognizer.recognize(demo.photo_path)
+    assert all(card.decision == "match" for card in again.cards) and len(batches) == 1
+    np.testing.assert_array_equal(batches[0], upright)
+    assert [c.top[0].card_id for c in again.cards] == [c.top[0].card_id for c in result.cards]
+
+
+def test_turned_reading_only_when_needed(demo, monkeypatch):
+    recognizer = Recognizer(demo.db)
+    sizes = []
+    original = recognizer.embedder.embed
+    monkeypatch.setattr(recognizer.embedder, "embed", lambda batch: sizes.append(len(batch)) or original(batch))
+    result = recognizer.recognize(np.ascontiguousarray(demo.photo[::-1, ::-1]))  # upside down: the first reading is no match
+    assert sizes == [2, 2] and all(card.rotated for card in result.cards)
+    with pytest.raises(PokecardError, match="readings"): Recognizer(demo.db, readings="one")
 
 
 def test_thresholds_come_from_the_db(demo, tmp_path):

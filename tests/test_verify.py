@@ -270,9 +270,11 @@ def test_rerank_rules():
     assert rerank(hits, [v("a", 95), v("b", 100), v("c", 20)], tie_tolerance=0.0) == ([hits[1], hits[0], hits[2], hits[3]], "match")
     # frame-only inliers and bad homographies do not verify
     assert rerank(hits, [v("a", 60, art=2), v("b", 200, ok=False)]) == (hits, "unknown")
-    # a wide margin keeps the order; the hint still speaks about the top card
-    assert rerank(hits, [v("a", 5), v("b", 80)], margin_threshold=0.005) == (hits, "uncertain")
+    # a wide margin keeps a verified top-1 first; the hint still speaks about the top card
     assert rerank(hits, [v("a", 50), v("b", 10)], margin_threshold=0.005) == (hits, "match")
+    assert rerank(hits, [v("a", 20), v("b", 80)], margin_threshold=0.005) == (hits, "uncertain")
+    # ... but a top-1 the geometry rejects gives way to a card that verifies, whatever the margin
+    assert rerank(hits, [v("a", 5), v("b", 80)], margin_threshold=0.005) == ([hits[1], hits[0], hits[2], hits[3]], "match")
     assert rerank(hits, [v("zz", 50)]) == (hits, None)  # nothing of ours verified
     assert rerank([], []) == ([], None)
 
