@@ -353,7 +353,7 @@ function cardView(scanId, decision, best) {
    <img class="ref" src="/api/cards/${encodeURIComponent(best.card_id || "none")}/image" alt="reference" onerror="this.style.visibility='hidden'">
    <div><b class="name">${esc(best.name || best.card_id || "unknown card")}</b><br>
    <span class="meta">${esc(best.set_id)} #${esc(best.number)} · ${esc(best.card_id)}</span><br>
-   <span class="${esc(decision)}">${esc(decision)}</span> similarity ${best.similarity != null ? best.similarity.toFixed(3) : "-"}<br>
+   <span class="verdict"><span class="${esc(decision)}">${esc(decision)}</span> similarity ${best.similarity != null ? best.similarity.toFixed(3) : "-"}</span><br>
    finish <select class="finish">${options(FINISHES, "normal")}</select>
    condition <select class="condition">${options(CONDITIONS, "near_mint")}</select>
    quantity <input class="quantity" type="number" min="1" value="1" style="width:4em"><br>
@@ -369,7 +369,8 @@ function cardView(scanId, decision, best) {
   };
   $(".wrong", div).onclick = () => { $(".search", div).hidden = false; $(".q", div).focus(); };
   $(".q", div).oninput = async ev => {
-    const hits = await api("/api/search?q=" + encodeURIComponent(ev.target.value) + "&limit=10");
+    const q = ev.target.value, hits = await api("/api/search?q=" + encodeURIComponent(q) + "&limit=10");
+    if (q !== ev.target.value) return;  // typed on: a newer search is on its way
     $(".hits", div).innerHTML = "";
     for (const h of hits) {
       const b = document.createElement("button"); b.textContent = `${h.name} · ${h.set_id} #${h.number} (${h.card_id})`;
@@ -379,6 +380,7 @@ function cardView(scanId, decision, best) {
           div.dataset.card = h.card_id; $(".name", div).textContent = h.name || h.card_id;
           $(".meta", div).textContent = `${h.set_id} #${h.number} · ${h.card_id}`; $(".ref", div).style.visibility = "visible";
           $(".ref", div).src = `/api/cards/${encodeURIComponent(h.card_id)}/image`; $(".search", div).hidden = true;
+          $(".verdict", div).textContent = "corrected by you";
           $(".note", div).textContent = `corrected; the DB now holds ${r.db_rows} reference rows. Accept to add it.`; loadReview();
         } catch (err) { $(".note", div).textContent = err.message; }
       };
