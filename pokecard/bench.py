@@ -374,7 +374,7 @@ def plot_bench(table:pd.DataFrame, path:Path|None=None, title:str="pokecard vs t
 
 # %% ../nbs/09_bench.ipynb #c77ea5e2
 IMAGENET_SPEC = "timm:efficientnet_lite0"  # the network pokecard starts from, with ImageNet weights and no card training
-METHOD_KEYS = ("int8", "int8+verify", "fp32", "teacher", "imagenet", "phash8", "phash16", "orb")  # what `--methods` may name
+METHOD_KEYS = ("int8", "int8+verify", "int8+keypoints", "fp32", "teacher", "imagenet", "phash8", "phash16", "orb")  # what `--methods` may name; int8+keypoints = verification without the card hashes
 BENCH_PURPOSE = 77  # seed namespace of the fresh query photos `--preset` makes
 
 
@@ -439,15 +439,15 @@ def build_methods(experiment:Experiment, keys=METHOD_KEYS, orb_features:int=500,
     from pokecard.index import reference_db_dir
     from pokecard.refdb import ReferenceDB
     methods, fixed, log = [], {}, get_logger("bench")
-    deployed = {"int8", "int8+verify", "fp32"} & set(keys)
+    deployed = {"int8", "int8+verify", "int8+keypoints", "fp32"} & set(keys)
     db_thresholds = ReferenceDB.open(reference_db_dir(experiment), verify="fast").thresholds if deployed else {}
     if deployed and not db_thresholds: log.warning("the reference DB has no thresholds (stage 07 not run); choosing them on the queries")
     for key in keys:
         if key in ("int8", "fp32"):
             methods.append(onnx_method(deployable_model(experiment, key), f"pokecard {key.upper() if key == 'int8' else key} (ONNX)", threads))
             if db_thresholds: fixed[methods[-1].name] = db_thresholds
-        elif key == "int8+verify":
-            methods.append(VerifiedMethod(onnx_method(deployable_model(experiment, "int8"), "pokecard INT8 (ONNX)", threads), db_thresholds or None))
+        elif key in ("int8+verify", "int8+keypoints"):
+            methods.append(VerifiedMethod(onnx_method(deployable_model(experiment, "int8"), "pokecard INT8 (ONNX)", threads), db_thresholds or None, hashes=key == "int8+verify"))
             if db_thresholds: fixed[methods[-1].name] = db_thresholds
         elif key == "teacher":
             from pokecard.teacher import load_teacher_cache

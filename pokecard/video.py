@@ -34,6 +34,7 @@ class VideoParams:
     shake_px: float = 2.0  # hand shake while held, px per frame
     thumb_prob: float = 0.7  # chance a held card has a thumb over its lower edge
     preset: str = "easy"  # camera effects (pokecard.photos presets; motion and JPEG come from the video itself)
+    noise_sigma: float = 2.0  # fresh sensor noise per frame (grey levels); the light, colour cast and lens stay the same all video
 
 @dataclass
 class Appearance:
@@ -85,6 +86,7 @@ def simulate_video_frames(cards:dict, # card_id -> clean card image (PIL or arra
     from pokecard.photos import PhotoParams, camera_effects, card_arrays, render_background
     params = params or VideoParams()
     rng = np.random.default_rng(seed)
+    noise = np.random.default_rng([seed, 1])
     camera = replace(PhotoParams.preset(params.preset), motion_prob=0.0, jpeg_prob=0.0, clutter_prob=0.0)
     W, H = map(int, params.size)
     desk = render_background(rng, (W, H), camera)
@@ -92,7 +94,9 @@ def simulate_video_frames(cards:dict, # card_id -> clean card image (PIL or arra
     frames, truth = [], []
     def emit(frame, velocity):
         frame = _blur(frame, velocity, params.blur_per_px)
-        frames.append(camera_effects(frame, [seed, len(frames)], camera))
+        frame = camera_effects(frame, [seed], camera)  # one camera, one light: the same effects on every frame
+        if params.noise_sigma > 0: frame = cv2.add(frame, noise.normal(0, params.noise_sigma, frame.shape), dtype=cv2.CV_8U)
+        frames.append(frame)
     for card_id, card in cards.items():
         rgb, alpha = card_arrays(card)
         aspect, height = rgb.shape[1]/rgb.shape[0], params.card_height*H
@@ -101,7 +105,7 @@ def simulate_video_frames(cards:dict, # card_id -> clean card image (PIL or arra
         side = rng.choice([-1, 1])
         start, end = held + [side*(W/2 + height*aspect), 0], held - [side*(W/2 + height*aspect), 0]
         first = len(frames)/params.fps
-        thumb = rng.random() < params.thumb_prob
+        thumb, thumb_seed = rng.random() < params.thumb_prob, int(rng.integers(2**31))  # one thumb, the same while held
         path = ([start + (held - start)*(i + 1)/n_move for i in range(n_move)] + [held + rng.normal(0, params.shake_px, 2) for _ in range(n_hold)]
                 + [held + (end - held)*(i + 1)/n_move for i in range(n_move)])
         previous = start
@@ -109,7 +113,7 @@ def simulate_video_frames(cards:dict, # card_id -> clean card image (PIL or arra
             frame = desk.copy()
             quad = _card_quad(centre, height, aspect, angle)
             _composite(frame, rgb, alpha, quad)
-            if thumb and n_move <= i < n_move + n_hold: _thumb(frame, quad, rng)
+            if thumb and n_move <= i < n_move + n_hold: _thumb(frame, quad, np.random.default_rng(thumb_seed))
             emit(frame, centre - previous)
             previous = centre
         truth.append(Appearance(card_id, first, (len(frames) - 1)/params.fps))

@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 import numpy as np, pytest
+from dataclasses import replace
 from pokecard.cli import main
 from pokecard.forge import forge_catalog, render_card
 from pokecard.index import build_reference_db
@@ -88,3 +89,20 @@ def test_bad_input_gives_one_line(kit, tmp_path, capsys):
     assert len(errors) == 1 and "cannot open video" in errors[0], err
     assert main(["video", str(kit["video"]), "--db", str(kit["root"])]) == 2  # a folder that is not a DB
     assert "not a pokecard reference DB" in capsys.readouterr().err
+
+
+def test_the_camera_loop_skips_still_frames_and_keeps_the_reading(kit):
+    "A card on a stand (no shake, one light, fresh sensor noise per frame): the still-frame gate recognises the frames where something moved and keeps their reading for the rest; the smoothed tracks agree with recognising every frame."
+    from pokecard.pi import CardTracker, StillFrames, camera_step, video_frame_rate
+    stand = VideoParams(size=PARAMS.size, fps=15, hold_s=2.0, move_s=0.4, gap_s=0.2, shake_px=0.0, thumb_prob=0.0)
+    frames, _ = simulate_video_frames({c: kit["scans"][c] for c in list(kit["scans"])[:2]}, seed=4, params=stand)
+    gated, every, gate = CardTracker(5), CardTracker(5), StillFrames()
+    readings = [([t.card_id for t in camera_step(kit["recognizer"], gated, f, gate)], [t.card_id for t in camera_step(kit["recognizer"], every, f)]) for f in frames]
+    held = 2*round(stand.hold_s*stand.fps)
+    assert gate.skipped >= 0.7*held, (gate.skipped, held)  # most held frames are not recognised again
+    assert sum(a == b for a, b in readings) >= 0.9*len(frames)
+    loop = video_frame_rate(kit["recognizer"], frames)
+    assert loop["frames"] == len(frames) and loop["recognised"] == len(frames) - gate.skipped
+    assert loop["still_ms_p50"] is not None and loop["recognised_ms_p50"] is not None
+    shaken = video_frame_rate(kit["recognizer"], simulate_video_frames({c: kit["scans"][c] for c in list(kit["scans"])[:2]}, seed=4, params=replace(stand, shake_px=3.0))[0])
+    assert shaken["recognised"] > loop["recognised"]  # a hand-held card moves: more frames are read
