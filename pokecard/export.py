@@ -14,10 +14,10 @@ from .images import validate_card_id
 
 # %% auto #0
 __all__ = ['EMBEDDER_INTERFACE', 'CALIB_NAMES', 'CALIBRATION_METHODS', 'HAILO_ARCHS', 'HAILO_SDK_MISSING', 'embedder_error',
-           'onnx_io_info', 'export_onnx', 'cpu_session', 'onnx_embed', 'embedder_interface', 'onnx_parity',
-           'select_calibration', 'save_calibration', 'load_calibration', 'UInt8CalibrationReader', 'quantize_int8',
-           'embedding_agreement', 'latency_table', 'hailo_graph_plan', 'hef_info', 'hailo_model_script',
-           'compile_hailo', 'compile_hailo_main']
+           'onnx_io_info', 'export_onnx', 'needs_exact_int8', 'cpu_session', 'onnx_embed', 'embedder_interface',
+           'onnx_parity', 'select_calibration', 'save_calibration', 'load_calibration', 'UInt8CalibrationReader',
+           'quantize_int8', 'embedding_agreement', 'latency_table', 'hailo_graph_plan', 'hef_info',
+           'hailo_model_script', 'compile_hailo', 'compile_hailo_main']
 
 # %% ../nbs/05a_export.ipynb #5eb608c5
 def _nhwc_uint8_wrapper(model):
@@ -131,16 +131,28 @@ def export_onnx(model, # nn.Module: float NCHW RGB 0..255 (N,3,S,S) -> L2-normal
     return dict(path=str(path), **onnx_io_info(path), opset=opset, bytes=len(data), exporter="torch.onnx (TorchScript)")
 
 # %% ../nbs/05a_export.ipynb #4c745e08
+def needs_exact_int8(machine:str|None=None, # platform.machine(); None: this machine's
+                     cpuinfo:str|None=None # the text of /proc/cpuinfo; None: read it
+                    ) -> bool:
+    "True on an x86 CPU without VNNI, whose uint8×int8 kernels saturate unless ONNX Runtime is told to be exact (`session.x64quantprecision`, slower)."
+    import platform
+    if (machine or platform.machine()).lower() not in ("x86_64", "amd64", "i386", "i686"): return False
+    if cpuinfo is None:
+        try: cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError: return True  # cannot tell: be exact
+    flags = set(cpuinfo.split())
+    return not ({"avx512_vnni", "avx_vnni", "avx_vnni_int8"} & flags)
+
 def cpu_session(model_path, # an .onnx file
                 threads:int=0 # intra-op threads; 0 = ONNX Runtime's default
                ):
-    "An ONNX Runtime session on the CPU execution provider, with exact int8 arithmetic on x86."
+    "An ONNX Runtime session on the CPU execution provider, with exact int8 arithmetic (on x86 without VNNI, the exact kernels)."
     import onnxruntime as ort
     path = _model_file(model_path)
     options = ort.SessionOptions()
     if threads: options.intra_op_num_threads = int(threads)
     options.log_severity_level = 3
-    options.add_session_config_entry("session.x64quantprecision", "1")
+    if needs_exact_int8(): options.add_session_config_entry("session.x64quantprecision", "1")
     try: return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error: raise embedder_error(path, f"is not an ONNX model (ONNX Runtime cannot load it: {_first_line(error)})") from None
 
