@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PARAMS ?= params/quick.yaml
 
-.PHONY: install run bench test nbtest pytest check-sync clean-outputs
+.PHONY: install run lab bench test nbtest pytest check-sync clean-outputs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ install: $(VENV)/.installed
 
 run: install
 	$(BIN)/pokecard run $(PARAMS)
+
+# JupyterLab on the notebooks, on loopback only: open the http://127.0.0.1:$(LAB_PORT)/lab?token=... address it prints; Ctrl-C stops it.
+LAB_PORT ?= 8888
+lab: install
+	$(BIN)/jupyter-lab --no-browser --ip 127.0.0.1 --port $(LAB_PORT) --ServerApp.root_dir=nbs --KernelManager.transport_encryption=auto \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 # After `make run`: pokecard against the alternatives on the quick run (and on the real cards in ../shared/data when
 # there), tables written to outputs/quick/bench/ and into README.md between its bench markers.

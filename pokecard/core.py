@@ -204,7 +204,6 @@ class HardnegParams:
     negatives: int = 4                   # negatives per anchor
     anchors_per_batch: int = 4           # anchors per step
     distill_weight: float = 0.1          # weight of the keep-near-the-teacher term
-    refresh_steps: int = 0               # re-mine every K steps (0 = every epoch)
     max_steps: int = 3                   # stop after this many steps per epoch (0 = full epoch)
 
 @dataclass
@@ -231,7 +230,6 @@ class AnalysisParams:
 
 @dataclass
 class PiParams:
-    top_k: int = 5                       # candidates returned per card
     verify: bool = True                  # geometric verification of close calls (measured both ways in stage 08)
     scene_photos: int = 4                # simulated scene photos in the benchmark
     verify_photos: int = 24              # card photos per preset in the embedding vs embedding + verification benchmark
@@ -320,11 +318,11 @@ PARAM_CHECKS = {  # dataclass -> field -> its allowed values (types and choices 
                         identity_weight=AT_LEAST_0, identity_temperature=POSITIVE),
     HardnegParams: dict(epochs=AT_LEAST_1, lr=POSITIVE, weight_decay=AT_LEAST_0, warmup_epochs=AT_LEAST_0, margin=Range(0, 2),
                         positives=AT_LEAST_1, negatives=AT_LEAST_1, anchors_per_batch=AT_LEAST_1, distill_weight=AT_LEAST_0,
-                        refresh_steps=AT_LEAST_0, max_steps=AT_LEAST_0),
+                        max_steps=AT_LEAST_0),
     QuantizeParams: dict(opset=Range(13), calib_size=AT_LEAST_1),  # per-channel QDQ quantisation needs opset 13+
     IndexParams: dict(scale_tests=Items(int, range=AT_LEAST_1), reference_heights=Items(int, range=AT_LEAST_0)),
     AnalysisParams: dict(umap_neighbors=Range(2), max_points=AT_LEAST_1, kmeans_clusters=AT_LEAST_1),
-    PiParams: dict(top_k=AT_LEAST_1, scene_photos=AT_LEAST_1, verify_photos=AT_LEAST_1, verify_presets=Items(str, PHOTO_PRESET_NAMES)),
+    PiParams: dict(scene_photos=AT_LEAST_1, verify_photos=AT_LEAST_1, verify_presets=Items(str, PHOTO_PRESET_NAMES)),
 }
 
 # %% ../nbs/00_core.ipynb #a26d6af4

@@ -17,7 +17,7 @@ from .data import DataBundle, load_data, card_view, deploy_view, query_inputs
 from .metrics import retrieval_metrics
 from .models import StudentConfig, build_student, load_teacher, embed_images
 from .teacher import TeacherCache, load_teacher_cache, project, view_seed
-from .training import FitConfig, fit, plot_history, load_checkpoint, world, unwrap
+from .training import FitConfig, fit, plot_history, load_checkpoint, world
 
 # %% auto #0
 __all__ = ['SIMILARITY_SCALE', 'training_view', 'DistillViews', 'similarity_log_probs', 'distill_loss', 'RetrievalEvaluator',

@@ -13,8 +13,8 @@ from .core import (PokecardError, Experiment, STAGES, Stage, get_stage, load_par
                            read_manifest, stale_reason, stage_dir, run_dir, read_params_yaml, experiment_from_dict, _merge)
 
 # %% auto #0
-__all__ = ['resolve_params_path', 'notebook_experiment', 'select_stages', 'StageResult', 'run_stage_notebook', 'run_pipeline',
-           'format_results']
+__all__ = ['resolve_params_path', 'notebook_experiment', 'select_stages', 'notebook_parameters', 'kernel_config', 'StageResult',
+           'run_stage_notebook', 'run_pipeline', 'format_results']
 
 # %% ../nbs/00b_pipeline.ipynb #e3bfe33f
 def resolve_params_path(name:str # "quick", "quick.yaml" or a path
@@ -50,6 +50,24 @@ def select_stages(spec:str|None # "03-06", "01,03", "distill" or None for all
         else: chosen.add(get_stage(part.strip()))
     return [s for s in STAGES if s in chosen]
 
+# %% ../nbs/00b_pipeline.ipynb #5d1c0e7a
+def notebook_parameters(experiment:Experiment, # the run's params
+                        notebook:Path          # a stage notebook
+                       ) -> dict:
+    "The experiment's values of the parameters `notebook`'s `parameters` cell declares (all of them when it declares none)."
+    import papermill
+    declared = papermill.inspect_notebook(str(notebook))
+    values = params_dict(experiment)
+    return {name: value for name, value in values.items() if name in declared} if declared else values
+
+def kernel_config():
+    "Config for papermill's kernel manager: CurveZMQ keys for kernels that support them, so ipykernel has no plain-TCP warning to print."
+    import zmq
+    from jupyter_client import KernelManager
+    from traitlets.config import Config
+    if "transport_encryption" not in KernelManager.class_trait_names() or not zmq.has("curve"): return Config()  # older jupyter_client; pyzmq without libsodium
+    return Config({"KernelManager": {"transport_encryption": "auto"}})  # auto: only kernelspecs declaring `supported_encryption: curve`
+
 # %% ../nbs/00b_pipeline.ipynb #afff8a54
 @dataclass
 class StageResult:
@@ -65,26 +83,37 @@ def _headline(experiment, stage:Stage) -> str:
     if value is None: return ""
     return f"{stage.headline}={value:.4g}" if isinstance(value, float) else f"{stage.headline}={value}"
 
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
 def _failure_message(error, executed:Path) -> str:
-    "The failing cell's error from a papermill exception, and where the executed notebook is."
+    "The failing cell's error and traceback from a papermill exception, and where the executed notebook is."
     name, value = getattr(error, "ename", type(error).__name__), getattr(error, "evalue", str(error))
     cell = getattr(error, "exec_count", None)
-    return f"{name}: {value}" + (f" (cell [{cell}])" if cell else "") + f"\n  executed notebook: {executed}"
+    traceback = _ANSI_ESCAPE.sub("", "\n".join(getattr(error, "traceback", None) or [])).strip()
+    lines = [f"{name}: {value}" + (f" (cell [{cell}])" if cell else "")] + [f"    {line}".rstrip() for line in traceback.splitlines()]
+    return "\n".join(lines + [f"  executed notebook: {executed}"])
+
+def _progress_line(echo, head:str):
+    "Start a stage's progress line; the returned function ends it. On the terminal (echo is print) the head shows while the stage runs."
+    if echo is print:
+        print(head, end="", flush=True)
+        return lambda tail: print(tail, flush=True)
+    return lambda tail: echo(head + tail)
 
 def run_stage_notebook(experiment:Experiment, stage:Stage, notebook:Path) -> Path:
     "Execute one stage notebook with papermill; return the executed copy's path."
     import papermill
     executed = run_dir(experiment)/"notebooks"/notebook.name
     executed.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(notebook), str(executed), parameters=params_dict(experiment), kernel_name="python3",
-                               cwd=str(notebook.parent), progress_bar=False, log_output=False)
+    papermill.execute_notebook(str(notebook), str(executed), parameters=notebook_parameters(experiment, notebook), kernel_name="python3",
+                               cwd=str(notebook.parent), progress_bar=False, log_output=False, config=kernel_config())
     return executed
 
 def run_pipeline(params:str|Path|Experiment, # params YAML (path or name in params/) or an Experiment
                  stages:str|None=None,  # e.g. "03-06"; None = all
                  force:bool=False,      # re-run the selected stages even when up to date
                  nbs_dir:Path|None=None, # stage notebooks; default project_root()/nbs
-                 echo=print             # where progress lines go
+                 echo=print             # where progress lines go: one per stage that runs
                 ) -> list[StageResult]:
     "Run the selected stages in order; stop at the first failure."
     experiment = params if isinstance(params, Experiment) else load_params(resolve_params_path(str(params)))
@@ -97,20 +126,21 @@ def run_pipeline(params:str|Path|Experiment, # params YAML (path or name in para
         reason = "forced" if force else stale_reason(experiment, stage.name)
         if reason is None:
             results.append(StageResult(stage.name, "up to date", headline=_headline(experiment, stage))); continue
-        echo(f"▶ {stage.name} ({reason})")
+        finish_line = _progress_line(echo, f"▶ {stage.name} ({reason}) …")
         start = time.perf_counter()
         executed = run_dir(experiment)/"notebooks"/notebook.name
         try: run_stage_notebook(experiment, stage, notebook)
         except Exception as error:
             seconds = time.perf_counter() - start
             message = _failure_message(error, executed)
-            echo(f"✗ {stage.name} failed after {seconds:.1f}s\n  {message}")
+            finish_line(f" ✗ failed after {seconds:.1f} s\n  {message}")
             results.append(StageResult(stage.name, "failed", seconds, detail=message)); failed = True; continue
         seconds = time.perf_counter() - start
         if stale_reason(experiment, stage.name) is not None:
             message = f"the notebook finished but wrote no valid manifest.json in {stage_dir(experiment, stage.name)}\n  executed notebook: {executed}"
-            echo(f"✗ {stage.name}: {message}")
+            finish_line(f" ✗ failed after {seconds:.1f} s: {message}")
             results.append(StageResult(stage.name, "failed", seconds, detail=message)); failed = True; continue
+        finish_line(f" done in {seconds:.1f} s")
         results.append(StageResult(stage.name, "ran", seconds, headline=_headline(experiment, stage), detail=reason))
     return results
 

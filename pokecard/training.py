@@ -15,7 +15,7 @@ from torch import nn
 from .core import PokecardError, atomic_write, get_logger, json_sha256
 
 # %% auto #0
-__all__ = ['FitConfig', 'FitResult', 'warmup_cosine', 'world', 'init_distributed', 'unwrap', 'save_checkpoint', 'load_checkpoint',
+__all__ = ['FitConfig', 'FitResult', 'warmup_cosine', 'world', 'init_distributed', 'save_checkpoint', 'load_checkpoint',
            'epoch_batches', 'fit', 'plot_history']
 
 # %% ../nbs/02b_training.ipynb #7890f8bc
@@ -60,10 +60,6 @@ def init_distributed(device:str) -> bool:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return True
-
-def unwrap(model:nn.Module) -> nn.Module:
-    "The model inside a DDP wrapper."
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 # %% ../nbs/02b_training.ipynb #870d64da
 def save_checkpoint(path:Path, state:dict):

@@ -99,11 +99,11 @@ OUT_OF_RANGE = [
     ("hardneg", "epochs", "-1", ">= 1"), ("hardneg", "lr", "0", "> 0"), ("hardneg", "margin", "-0.2", "in [0, 2]"),
     ("hardneg", "margin", "3.0", "in [0, 2]"), ("hardneg", "positives", "0", ">= 1"), ("hardneg", "negatives", "0", ">= 1"),
     ("hardneg", "anchors_per_batch", "0", ">= 1"), ("hardneg", "distill_weight", "-0.1", ">= 0"),
-    ("hardneg", "refresh_steps", "-1", ">= 0"), ("hardneg", "max_steps", "-1", ">= 0"),
+    ("hardneg", "max_steps", "-1", ">= 0"),
     ("quantize", "calib_size", "0", ">= 1"), ("quantize", "opset", "7", ">= 13"),
     ("index", "scale_tests", "[17592, -1]", "item 1 (-1) must be >= 1"),
     ("analysis", "umap_neighbors", "1", ">= 2"), ("analysis", "max_points", "0", ">= 1"), ("analysis", "kmeans_clusters", "0", ">= 1"),
-    ("pi", "top_k", "0", ">= 1"), ("pi", "scene_photos", "-4", ">= 1"), ("pi", "verify_photos", "0", ">= 1"),
+    ("pi", "scene_photos", "-4", ">= 1"), ("pi", "verify_photos", "0", ">= 1"),
     ("pi", "verify_presets", "[hard, stormy]", "item 1 ('stormy') must be one of clean, easy, medium, hard"),
 ]
 
@@ -116,6 +116,17 @@ def test_out_of_range_values_are_refused_with_file_key_and_range(tmp_path, secti
     name = section if key is None else key
     where = str(tmp_path/"p.yaml") + ("" if key is None else f" [{section}]")
     assert f"parameter {name!r} in {where} is " in message and expected in message
+
+
+REMOVED = [("hardneg", "refresh_steps", "0"), ("pi", "top_k", "5")]  # settings nothing read (issue 20): a file still setting them is refused
+
+
+@pytest.mark.parametrize("section, key, value", REMOVED, ids=[f"{s}.{k}" for s, k, _ in REMOVED])
+def test_removed_settings_are_unknown_keys(tmp_path, section, key, value):
+    (tmp_path/"p.yaml").write_text(f"run: p\n{section}:\n  {key}: {value}\n")
+    message = refusal(tmp_path/"p.yaml")
+    assert f"unknown parameter {key!r} in {tmp_path/'p.yaml'} [{section}]; valid: " in message
+    assert not hasattr(getattr(experiment_from_dict({}), section), key)
 
 
 IN_RANGE = [("data", "n_heldout_sets", 0), ("data", "reprint_fraction", 0.0), ("data", "reprint_fraction", 1), ("distill", "alpha", 1.0),

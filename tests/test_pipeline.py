@@ -1,7 +1,7 @@
 "The runner end to end on toy stage notebooks in a temporary project."
-import os, subprocess, sys, textwrap
+import os, re, subprocess, sys, textwrap
 from pathlib import Path
-import nbformat, pytest
+import nbformat, pytest, zmq
 from pokecard.pipeline import run_pipeline, format_results
 
 PARAMS_CELL = 'run = "ci"  # run name\nseed = 0  # seed\nextends = ""  # base params file\ndata = {}  # 01_data params\nteacher = {}  # 02_teacher params'
@@ -97,3 +97,27 @@ def test_cli_prints_table_and_fails_cleanly(project):
     assert "up to date" in again.stdout
     bad = subprocess.run(cli + ["run", "params/nope.yaml"], cwd=project, env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "not found" in bad.stderr
+
+def test_cli_run_is_quiet_with_one_timed_line_per_stage(project):
+    "Only declared parameters are injected (no papermill warnings), the kernel has no plain-TCP warning, each stage prints one timed line."
+    env = {**os.environ, "POKECARD_ROOT": str(project)}
+    cli = [str(Path(sys.executable).parent/"pokecard")]
+    ran = subprocess.run(cli + ["run", "params/toy.yaml", "--stages", "01-02"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    output = ran.stdout + ran.stderr
+    assert "Passed unknown parameter" not in output, output
+    if zmq.has("curve"): assert "without encryption" not in output, output  # pyzmq without libsodium cannot encrypt; the kernel then warns
+    assert re.search(r"^▶ 01_data \(no manifest\) … done in \d+\.\d s$", ran.stdout, re.M), ran.stdout
+    assert re.search(r"^▶ 02_teacher \(no manifest\) … done in \d+\.\d s$", ran.stdout, re.M), ran.stdout
+    injected = [c for c in nbformat.read(project/"outputs/toy/notebooks/01_data.ipynb", as_version=4).cells
+                if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "data = " in injected[0].source and "distill" not in injected[0].source
+
+def test_failure_shows_the_traceback_in_full(project):
+    (project/"params/bad.yaml").write_text("run: bad\nteacher:\n  batch_size: 13\n")
+    lines = []
+    run_pipeline(project/"params/bad.yaml", echo=lines.append)
+    failure = next(line for line in lines if line.startswith("▶ 02_teacher"))
+    assert re.match(r"▶ 02_teacher \(no manifest\) … ✗ failed after \d+\.\d s\n", failure)
+    assert 'raise ValueError("unlucky batch size 13")' in failure and "Traceback" in failure and "\x1b[" not in failure
+    assert failure.rstrip().endswith(str(project/"outputs/bad/notebooks/02_teacher.ipynb"))
