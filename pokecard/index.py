@@ -13,15 +13,16 @@ from PIL import Image
 from .core import PokecardError, StageTimer, ensure_stage, file_sha256, get_logger, stage_dir, write_manifest, project_root
 from .images import MIN_CARD_SIDE, ImageLoadError, load_image, log_skipped, scan_image_folder, to_model_input, validate_card_id
 from .export import cpu_session, embedder_interface, onnx_embed
-from .refdb import ReferenceDB, build_db, add_cards, remove_cards, benchmark_search
+from .refdb import ReferenceDB, build_db, add_cards, remove_cards, benchmark_search, combine_updates, write_extra, remove_extra
 from .verify import KEYPOINTS_FILE, KeypointSettings, db_keypoint_settings, verification_update
 from .cardhash import CARD_HASHES_FILE, card_hash
+from .learned_finder import FINDER_FILE, check_finder_model
 
 # %% auto #0
 __all__ = ['PREPROCESSING', 'MODEL_KINDS', 'card_crop', 'reference_view', 'EmbeddedCards', 'embed_cards', 'check_heights',
            'card_metadata', 'model_info', 'preprocessing_for', 'ReferenceFeatures', 'build_reference_db',
-           'keypoint_report', 'default_model', 'scans_and_metadata', 'run_thresholds', 'check_out_folder', 'index_main',
-           'search_report', 'build_index', 'reference_db_dir']
+           'finder_extra', 'set_finder', 'keypoint_report', 'default_model', 'scans_and_metadata', 'run_thresholds',
+           'check_out_folder', 'index_main', 'search_report', 'build_index', 'reference_db_dir']
 
 # %% ../nbs/06_index.ipynb #468c0916
 PREPROCESSING = {"fn": "pokecard.images.to_model_input", "size": 224, "resample": "bilinear"}
@@ -132,18 +133,37 @@ def build_reference_db(images_by_card:dict, # card id -> its scan files, best fi
                        model_path:Path, out_dir:Path, kind:str="onnx-int8", dtype:str="f16",
                        keypoints:bool=True, # also store each scan's ORB keypoints and card hash (geometric verification)
                        thresholds:dict|None=None, # open-set thresholds chosen for this model (stage 07)
-                       heights:tuple=(0,) # index each scan as it is (0) and shrunk to these card heights (px), one row each
+                       heights:tuple=(0,), # index each scan as it is (0) and shrunk to these card heights (px), one row each
+                       finder:Path|None=None # a learned finder's .onnx to carry as the DB's `finder.onnx` (checked before any embedding)
                       ) -> tuple[Path, list[str]]:
-    "Embed each card's first readable scan and write a self-contained DB (model, keypoints, thresholds) in one commit; returns the DB and the card ids skipped."
+    "Embed each card's first readable scan and write a self-contained DB (model, keypoints, thresholds, learned finder) in one commit; returns the DB and the card ids skipped."
     heights = check_heights(heights)
+    if Path(model_path).name == FINDER_FILE: raise PokecardError(f"the embedder {model_path} is named {FINDER_FILE}, the DB's name for its learned finder: rename the embedder")
+    carried_finder = finder_extra(finder) if finder is not None else None
     collector = ReferenceFeatures(KeypointSettings()) if keypoints else None
     embedded = embed_cards(model_path, images_by_card, on_card=collector, heights=heights)
     if not len(embedded): raise PokecardError(f"none of the {len(images_by_card)} cards has a readable scan; nothing to index")
     db = build_db(out_dir, embedded.embeddings, embedded.card_ids, metadata, model_info=model_info(model_path, kind),
                   preprocessing=preprocessing_for(model_path, heights), model_files=[model_path], dtype=dtype, thresholds=thresholds,
                   mode="multi" if len(heights) > 1 else "prototype",
-                  extras_update=collector.update(embedded.card_ids) if collector else None)
+                  extras_update=combine_updates(collector.update(embedded.card_ids) if collector else None,
+                                                (lambda old_db, card_ids: {FINDER_FILE: carried_finder}) if carried_finder else None))
     return db, sorted(set(images_by_card) - set(embedded.card_ids))
+
+def finder_extra(finder_path:Path # a learned finder's .onnx (fp32 or INT8, from `finder_training.export_finder`)
+                ) -> tuple[bytes, dict]:
+    "A learned finder as a DB extra: its bytes and its manifest entry (role, interface, source file name), after `learned_finder.check_finder_model`."
+    path = Path(finder_path)
+    info = check_finder_model(path)
+    return path.read_bytes(), {**info, "source": path.name}
+
+def set_finder(db_dir:str|Path, # an existing reference DB
+               finder_path:str|Path|None # the learned finder's .onnx to carry; None: drop the DB's finder
+              ) -> Path:
+    "Add, replace or (None) drop the DB's learned finder `finder.onnx`, in one atomic commit; a file that is not a finder is refused first."
+    if finder_path is None: return remove_extra(db_dir, FINDER_FILE)
+    data, info = finder_extra(finder_path)
+    return write_extra(db_dir, FINDER_FILE, data, info)
 
 def keypoint_report(db_dir:Path) -> dict:
     "Cards, keypoints and bytes of the DB's stored reference keypoints (empty when it has none)."
@@ -194,6 +214,8 @@ def _index_parser() -> argparse.ArgumentParser:
     build.add_argument("--no-keypoints", action="store_true", help="skip the reference keypoints and card hashes (no geometric verification)")
     build.add_argument("--reference-heights", default="0", help="index each scan as it is (0) and also shrunk to these card heights in px, "
                        "comma-separated, e.g. 0,180,110: small or soft photos then meet a view of their own size (default: 0)")
+    build.add_argument("--finder-model", metavar="FINDER.onnx", help="a learned card finder (pokecard.finder_training) to carry in the DB: "
+                       "the recogniser then finds cards with it (--finder auto)")
     add = commands.add_parser("add", help="add scans (a new set) or a few photos of one card")
     add.add_argument("--db", required=True); add.add_argument("--metadata")
     add.add_argument("--images", nargs="+", required=True, help="a folder of <card_id>.<ext> scans, or photo files with --card-id")
@@ -204,19 +226,31 @@ def _index_parser() -> argparse.ArgumentParser:
     remove = commands.add_parser("remove", help="remove cards")
     remove.add_argument("--db", required=True); remove.add_argument("card_ids", nargs="+")
     remove.add_argument("--missing-ok", action="store_true", help="ignore card ids that are not in the DB")
+    finder = commands.add_parser("set-finder", help="add or replace the DB's learned card finder (or --remove it)")
+    finder.add_argument("--db", required=True); finder.add_argument("finder", nargs="?", metavar="FINDER.onnx", help="the learned finder's ONNX model")
+    finder.add_argument("--remove", action="store_true", help="drop the DB's learned finder (the recogniser goes back to the classic finder)")
     return parser
 
 def _build(args) -> str:
     check_out_folder(args.out, args.images)
     model = Path(args.model) if args.model else default_model()
     embedder_interface(model)  # a clear error for a file that is not a pokecard embedder, before any work
+    if args.finder_model: check_finder_model(args.finder_model)  # and for a file that is not a finder
     scans, metadata = scans_and_metadata(args.images, args.metadata)
     kind = "onnx-int8" if "int8" in model.name else "onnx-fp32"
     heights = check_heights(args.reference_heights.split(","))
-    db, skipped = build_reference_db(scans, metadata, model, Path(args.out), kind, args.dtype, not args.no_keypoints, run_thresholds(model), heights)
+    finder = Path(args.finder_model) if args.finder_model else None
+    db, skipped = build_reference_db(scans, metadata, model, Path(args.out), kind, args.dtype, not args.no_keypoints, run_thresholds(model), heights, finder)
     opened, keypoints = ReferenceDB.open(db), keypoint_report(db)
     return (f"indexed {len(opened)} cards ({opened.dim}-d, model {model.name}) into {db}" + (f"; skipped {len(skipped)} without a usable scan" if skipped else "")
-            + (f"; keypoints {keypoints['keypoint_bytes'] / 1e6:.1f} MB ({keypoints['keypoint_bytes_per_card'] / 1e3:.1f} kB/card)" if keypoints else ""))
+            + (f"; keypoints {keypoints['keypoint_bytes'] / 1e6:.1f} MB ({keypoints['keypoint_bytes_per_card'] / 1e3:.1f} kB/card)" if keypoints else "")
+            + (f"; learned finder {finder.name} carried as {FINDER_FILE}" if finder else ""))
+
+def _set_finder(args) -> str:
+    if bool(args.finder) == bool(args.remove): raise PokecardError("index set-finder takes a finder model (FINDER.onnx) or --remove, one of the two")
+    set_finder(args.db, None if args.remove else Path(args.finder))
+    if args.remove: return f"removed the learned finder from {args.db}: the recogniser finds cards with the classic finder"
+    return f"{args.db} now carries the learned finder {Path(args.finder).name} as {FINDER_FILE} (pokecard recognize --finder auto uses it)"
 
 def _add(args) -> str:
     db = ReferenceDB.open(args.db)
@@ -251,9 +285,9 @@ def _remove(args) -> str:
     return f"removed {len(drop)} card(s); the DB now holds {len(ReferenceDB.open(args.db))} cards"
 
 def index_main(argv:list[str]|None=None) -> int:
-    "`pokecard index build|add|remove ...`: each command is one atomic commit of the DB (vectors, keypoints, thresholds together)."
+    "`pokecard index build|add|remove|set-finder ...`: each command is one atomic commit of the DB (vectors, keypoints, thresholds, finder together)."
     args = _index_parser().parse_args(argv)
-    print({"build": _build, "add": _add, "remove": _remove}[args.command](args))
+    print({"build": _build, "add": _add, "remove": _remove, "set-finder": _set_finder}[args.command](args))
     return 0
 
 # %% ../nbs/06_index.ipynb #40466aad

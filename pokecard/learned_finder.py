@@ -13,9 +13,10 @@ from .core import PokecardError
 from .finder import CardQuad, as_rgb, card_shaped, fit_quad_sides, order_corners, quad_area, rotate_corners_180
 
 # %% auto #0
-__all__ = ['FINDER_INPUT', 'FINDER_STRIDE', 'FINDER_MAPS', 'BODY_SHRINK', 'CORE_SHRINK', 'FINDER_FILE', 'Letterbox',
-           'finder_input', 'upsample_maps', 'split_cards', 'outline_quad', 'half_means', 'cards_from_maps',
-           'side_edge_points', 'best_line', 'refine_sides', 'LearnedFinder']
+__all__ = ['FINDER_INPUT', 'FINDER_STRIDE', 'FINDER_MAPS', 'BODY_SHRINK', 'CORE_SHRINK', 'FINDER_FILE', 'HAILO_ONNX_OPS',
+           'HAILO_PRELUDE_OPS', 'Letterbox', 'finder_input', 'upsample_maps', 'split_cards', 'outline_quad',
+           'half_means', 'cards_from_maps', 'side_edge_points', 'best_line', 'refine_sides', 'finder_session',
+           'LearnedFinder', 'check_finder_model', 'fixed_maps_finder', 'hailo_op_report']
 
 # %% ../nbs/08d_learned_finder.ipynb #05e2e480
 FINDER_INPUT = (256, 192)   # (W, H) of the network's input: a 640×480 frame shrunk 2.5×, letterboxed for other shapes
@@ -199,6 +200,28 @@ def refine_sides(image:np.ndarray, # RGB uint8 frame
     return corners
 
 # %% ../nbs/08d_learned_finder.ipynb #4a388e50
+def finder_session(model_path:str|Path, # a finder's .onnx
+                   threads:int=0 # ONNX Runtime intra-op threads (0: its default)
+                  ):
+    "An ONNX Runtime session of a finder model, its interface checked: uint8 (N, 192, 256, 3) RGB in, one output `maps` (N, 3, h, w)."
+    try: import onnxruntime as ort
+    except ImportError: raise PokecardError("the learned finder needs onnxruntime: pip install 'pokecard[pi]'") from None
+    path = Path(model_path)
+    if not path.is_file(): raise PokecardError(f"finder model {path} not found")
+    options = ort.SessionOptions(); options.log_severity_level = 3
+    if threads: options.intra_op_num_threads = int(threads)
+    try: session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error: raise PokecardError(f"{path} is not an ONNX finder model ONNX Runtime can load ({str(error).splitlines()[0][:120]})") from None
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    image = inputs[0]
+    if len(inputs) != 1 or image.type != "tensor(uint8)" or list(image.shape)[1:] != [FINDER_INPUT[1], FINDER_INPUT[0], 3]:
+        raise PokecardError(f"{path} takes {[(i.name, i.type, i.shape) for i in inputs]}; a finder model takes one input, uint8 (N, {FINDER_INPUT[1]}, {FINDER_INPUT[0]}, 3) RGB "
+                            "(NHWC, as the camera gives it): export one with pokecard.finder_training.export_finder")
+    if len(outputs) != 1 or list(outputs[0].shape)[1:2] != [len(FINDER_MAPS)]:
+        raise PokecardError(f"{path} answers {[(o.name, o.shape) for o in outputs]}; this finder reads one output `maps` (N, {len(FINDER_MAPS)}, 48, 64): "
+                            "retrain it with pokecard.finder_training (an older finder with a `corners` output is not supported)")
+    return session
+
 class LearnedFinder:
     "Find every card in a frame with the finder network (ONNX), its corners sharpened on the frame and the card's top first."
     def __init__(self, model_path:str|Path, # the finder's .onnx (fp32 or INT8): uint8 (1, 192, 256, 3) RGB in, `maps` (1, 3, 48, 64) out
@@ -208,21 +231,9 @@ class LearnedFinder:
                  min_card_frac:float=0.004, # smallest card, as a fraction of the frame area (the classic finder's default)
                  aspect_tolerance:float=0.3 # a found quad must be card-shaped within this (63:88, either way up)
                 ):
-        try: import onnxruntime as ort
-        except ImportError: raise PokecardError("the learned finder needs onnxruntime: pip install 'pokecard[pi]'") from None
         path = Path(model_path)
-        if not path.is_file(): raise PokecardError(f"finder model {path} not found")
-        options = ort.SessionOptions(); options.log_severity_level = 3
-        if threads: options.intra_op_num_threads = int(threads)
-        try: self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as error: raise PokecardError(f"{path} is not an ONNX finder model ONNX Runtime can load ({str(error).splitlines()[0][:120]})") from None
-        image, outputs = self.session.get_inputs()[0], self.session.get_outputs()
-        if image.type != "tensor(uint8)" or list(image.shape)[1:] != [FINDER_INPUT[1], FINDER_INPUT[0], 3]:
-            raise PokecardError(f"{path} takes {image.type} {image.shape}; a finder model takes uint8 (N, {FINDER_INPUT[1]}, {FINDER_INPUT[0]}, 3) RGB")
-        if len(outputs) != 1 or list(outputs[0].shape)[1:2] != [len(FINDER_MAPS)]:
-            raise PokecardError(f"{path} answers {[(o.name, o.shape) for o in outputs]}; this finder reads one output `maps` (N, {len(FINDER_MAPS)}, 48, 64): "
-                                "retrain it with pokecard.finder_training (an older finder with a `corners` output is not supported)")
-        self.input_name, self.path = image.name, path
+        self.session = finder_session(path, threads)
+        self.input_name, self.path = self.session.get_inputs()[0].name, path
         self.threshold, self.min_score, self.min_card_frac, self.aspect_tolerance = threshold, min_score, min_card_frac, aspect_tolerance
 
     def maps(self, frame:np.ndarray) -> tuple[np.ndarray, Letterbox]:
@@ -247,3 +258,83 @@ class LearnedFinder:
             cards.append(CardQuad(corners.astype(np.float64), round(score, 4), oriented=True))
         cards.sort(key=lambda c: -c.score)
         return cards[:max_cards] if max_cards else cards
+
+# %% ../nbs/08d_learned_finder.ipynb #8485a806
+def check_finder_model(model_path:str|Path # the finder's .onnx (fp32 or INT8)
+                      ) -> dict:
+    "The manifest's description of a finder model, after checking ONNX Runtime runs it: uint8 (1, 192, 256, 3) RGB in, maps (1, 3, 48, 64) out."
+    path = Path(model_path)
+    session = finder_session(path, threads=1)
+    image, output = session.get_inputs()[0], session.get_outputs()[0]
+    try: maps = session.run(None, {image.name: np.zeros((1, FINDER_INPUT[1], FINDER_INPUT[0], 3), np.uint8)})[0]
+    except Exception as error: raise PokecardError(f"{path} fails on a blank frame ({str(error).splitlines()[0][:120]}); it is not a finder pokecard can run") from None
+    expected = (1, len(FINDER_MAPS), FINDER_INPUT[1]//FINDER_STRIDE, FINDER_INPUT[0]//FINDER_STRIDE)
+    if maps.shape != expected:
+        raise PokecardError(f"{path} answers {output.name} of shape {tuple(maps.shape)} for a frame; a finder answers maps {expected} (stride {FINDER_STRIDE}): "
+                            "export one with pokecard.finder_training.export_finder")
+    return {"role": "finder", "input": f"uint8 (1, {FINDER_INPUT[1]}, {FINDER_INPUT[0]}, 3) RGB", "output": f"maps {expected}", "maps": list(FINDER_MAPS)}
+
+# %% ../nbs/08d_learned_finder.ipynb #63722c39
+def fixed_maps_finder(path:str|Path, # the .onnx file to write
+                      maps:np.ndarray # (3, 48, 64) probabilities in [0, 1] (body, core, top) it answers for any frame
+                     ) -> Path:
+    "Write a stand-in finder model with the finder's ONNX interface (uint8 (1, 192, 256, 3) in, `maps` out) whose maps are `maps` whatever the frame."
+    import onnx  # training-machine package: only this function needs it
+    from onnx import TensorProto, helper, numpy_helper
+    maps = np.asarray(maps, np.float32)
+    expected = (len(FINDER_MAPS), FINDER_INPUT[1]//FINDER_STRIDE, FINDER_INPUT[0]//FINDER_STRIDE)
+    if maps.shape != expected: raise PokecardError(f"maps of shape {maps.shape}; a finder answers {expected}")
+    nodes = [helper.make_node("Cast", ["image"], ["pixels"], to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["pixels"], ["nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("AveragePool", ["nchw"], ["pooled"], kernel_shape=[FINDER_STRIDE]*2, strides=[FINDER_STRIDE]*2),
+             helper.make_node("Mul", ["pooled", "zero"], ["nothing"]), helper.make_node("Add", ["nothing", "fixed"], ["maps"])]
+    graph = helper.make_graph(nodes, "fixed_maps_finder", [helper.make_tensor_value_info("image", TensorProto.UINT8, [1, FINDER_INPUT[1], FINDER_INPUT[0], 3])],
+                              [helper.make_tensor_value_info("maps", TensorProto.FLOAT, [1, *expected])],
+                              [numpy_helper.from_array(np.zeros((), np.float32), "zero"), numpy_helper.from_array(maps[None], "fixed")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="pokecard.learned_finder.fixed_maps_finder")
+    model.ir_version = 8  # readable by older ONNX Runtime builds
+    onnx.checker.check_model(model)
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+# %% ../nbs/08d_learned_finder.ipynb #0e1749b2
+HAILO_ONNX_OPS = frozenset({  # ONNX op types the Hailo Dataflow Compiler parses into HEF layers (DFC User Guide v3.30.0 §5.5 "Supported Layers"; cross-checked with a DFC v3.32.0 per-op compile report; see the text above)
+    "Conv", "ConvTranspose", "Gemm", "MatMul",                      # convolution (incl. depthwise, dilated, grouped), deconvolution, dense
+    "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", # pooling
+    "Relu", "Clip", "LeakyRelu", "PRelu", "Elu", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid",  # activations (Clip: ReLU6 / clamp)
+    "BatchNormalization", "Add", "Sub", "Mul", "Div",               # normalisation, element-wise
+    "Concat", "Resize", "Pad", "Flatten", "Squeeze", "Reshape", "Transpose"})  # concat, nearest / bilinear resize, padding, shape ops
+HAILO_PRELUDE_OPS = ("Cast", "Transpose", "Mul", "Add", "Sub", "Div")  # the input's uint8→float, NHWC→NCHW and normalisation: kept off the HEF (host side / model script)
+
+def hailo_op_report(model_path:str|Path # an fp32 finder .onnx (from `finder_training.export_finder`)
+                   ) -> dict:
+    "The graph's op types as the Hailo DFC sees them: the input prelude (host side), the network's ops, the folded constants, and every node outside `HAILO_ONNX_OPS`."
+    import onnx  # the training machine's package: only this check needs it
+    from onnx import numpy_helper
+    graph = onnx.load(str(model_path)).graph
+    constants = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    consumers = {}
+    for i, node in enumerate(graph.node):
+        for name in node.input: consumers.setdefault(name, []).append(i)
+    prelude, tensor = [], graph.input[0].name
+    while len(consumers.get(tensor, [])) == 1:  # a chain of prelude ops straight from the input
+        node = graph.node[consumers[tensor][0]]
+        others = [name for name in node.input if name != tensor]
+        affine = node.op_type in ("Mul", "Add", "Sub", "Div") and len(others) == 1 and others[0] in constants
+        if not (node.op_type in ("Cast", "Transpose") or affine): break
+        prelude.append(consumers[tensor][0]); tensor = node.output[0]
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    values.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    network = [n for i, n in enumerate(graph.node) if i not in prelude and n.op_type != "Constant"]
+    unsupported = []
+    for node in network:
+        what = f"{node.op_type} ({node.name or 'unnamed'})"
+        if node.op_type not in HAILO_ONNX_OPS: unsupported.append(what)
+        elif node.op_type == "Resize":
+            mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "nearest")
+            if mode not in ("nearest", "linear"): unsupported.append(f"{what}: mode {mode!r} (nearest or bilinear only)")
+        elif node.op_type == "Clip" and not all(name in values or name == "" for name in node.input[1:]):
+            unsupported.append(f"{what}: bounds computed in the graph (constant bounds only)")
+    return {"prelude_ops": [graph.node[i].op_type for i in prelude], "network_ops": sorted({n.op_type for n in network}),
+            "constants": sum(n.op_type == "Constant" for n in graph.node), "unsupported": unsupported}

@@ -24,14 +24,15 @@ from .verify import VERIFICATION_MODES, Verifier
 from .metrics import l2_normalise
 
 # %% auto #0
-__all__ = ['DEFAULT_INPUT_SIZE', 'BACKENDS', 'HAILO_INSTALL_HINT', 'ONNX_KINDS', 'REBUILD_WITH_MODEL', 'DEFAULT_THRESHOLDS',
-           'READINGS', 'OUTLINES', 'LATENCY_STEPS', 'UNKNOWN', 'DECISIONS', 'OVERLAY_COLOURS', 'thumbnail_model',
-           'OnnxEmbedder', 'import_hailo', 'HailoEmbedder', 'model_entry', 'checked_model_file', 'Candidate',
-           'RecognizedCard', 'RecognitionResult', 'decode_image', 'Recognizer', 'to_dict', 'to_json', 'format_result',
-           'bench_latency', 'latency_metrics', 'format_latency', 'model_floor', 'scene_frames', 'frame_benchmark',
-           'format_frame_benchmark', 'video_frame_rate', 'quad_iou', 'match_quads', 'TrackedCard', 'CardTracker',
-           'StillFrames', 'camera_step', 'overlay_label', 'draw_overlay', 'reading_changes', 'camera_frames',
-           'display_available', 'run_camera', 'recognize_main', 'camera_main', 'bench_latency_main']
+__all__ = ['DEFAULT_INPUT_SIZE', 'BACKENDS', 'HAILO_INSTALL_HINT', 'ONNX_KINDS', 'REBUILD_WITH_MODEL', 'FINDERS',
+           'SET_FINDER_HINT', 'DEFAULT_THRESHOLDS', 'READINGS', 'OUTLINES', 'LATENCY_STEPS', 'UNKNOWN', 'DECISIONS',
+           'OVERLAY_COLOURS', 'thumbnail_model', 'OnnxEmbedder', 'import_hailo', 'HailoEmbedder', 'model_entry',
+           'checked_finder_file', 'checked_model_file', 'Candidate', 'RecognizedCard', 'RecognitionResult',
+           'decode_image', 'Recognizer', 'to_dict', 'to_json', 'format_result', 'bench_latency', 'latency_metrics',
+           'format_latency', 'model_floor', 'scene_frames', 'frame_benchmark', 'format_frame_benchmark',
+           'video_frame_rate', 'quad_iou', 'match_quads', 'TrackedCard', 'CardTracker', 'StillFrames', 'camera_step',
+           'overlay_label', 'draw_overlay', 'reading_changes', 'camera_frames', 'display_available', 'run_camera',
+           'recognize_main', 'camera_main', 'bench_latency_main']
 
 # %% ../nbs/08_pi.ipynb #b7663fb2
 DEFAULT_INPUT_SIZE = 224  # model input side when neither the model nor the DB says otherwise
@@ -181,6 +182,21 @@ def model_entry(manifest:dict, # a reference DB manifest
     raise PokecardError(f"the DB holds no Hailo model (.hef): compile one with `pokecard compile-hailo` (needs the Hailo Dataflow "
                         f"Compiler, on an x86 machine) and add it to the DB, or use --backend onnx")
 
+FINDERS = ("auto", "classic", "learned")  # Recognizer(finder=...): the DB's learned finder when it carries one, else the classic; or either explicitly
+SET_FINDER_HINT = "add one with `pokecard index set-finder --db {db} FINDER.onnx` (train and export it with pokecard.finder_training), or use --finder classic"
+
+def checked_finder_file(db:ReferenceDB # an opened reference DB
+                       ) -> Path|None:
+    "The path of the DB's learned finder (the extra whose role is `finder`: `finder.onnx`), its sha256 checked against the manifest; None when the DB carries none."
+    name = next((name for name, info in db.manifest.get("extras", {}).items() if info.get("role") == "finder"), None)
+    if name is None: return None  # (found by role, so a DB without a finder never loads pokecard.learned_finder)
+    path, entry = db.db_dir/name, db.manifest["files"].get(name, {})
+    fix = f"put a working finder back with `pokecard index set-finder --db {db.db_dir} FINDER.onnx`, or drop it with `--remove`"
+    if not path.is_file(): raise PokecardError(f"DB {db.db_dir} lacks its learned finder {name}: {fix}")
+    if file_sha256(path) != entry.get("sha256"):
+        raise PokecardError(f"{path} fails its sha256 check (corrupted or replaced since the DB was written): {fix}")
+    return path
+
 def checked_model_file(db:ReferenceDB, # an opened reference DB
                        backend:str # "onnx" or "hailo"
                       ) -> Path:
@@ -240,6 +256,7 @@ class RecognitionResult:
     size: tuple  # (width, height) of the image
     cards: list  # list[RecognizedCard], the finder's best first
     timing_ms: dict  # step -> milliseconds: decode, find, rectify, preprocess, embed, search, verify, total
+    finder: str = "classic"  # which finder outlined the cards: "learned", or "classic" (also when the learned one found none)
 
 class _StepClock:
     "Milliseconds per named step."
@@ -275,9 +292,11 @@ class Recognizer:
                  max_cards:int=16, # most cards per image
                  verification:str="auto", # geometric verification of the top candidates: "auto" (close calls), "always" or "off"
                  verify_margin:float|None=None, # "auto" also verifies when top-1 − top-2 is under this; None = the match margin
-                 readings:str="auto" # "auto": read each card as found, and turned by 180° only when that is no match (or never, when the finder knows which way up it is); "both": always both
+                 readings:str="auto", # "auto": read each card as found, and turned by 180° only when that is no match (or never, when the finder knows which way up it is); "both": always both
+                 finder:str="auto" # "auto": the DB's learned finder when it carries one, else the classic; "classic"; "learned" (the DB must carry one)
                 ):
         if readings not in READINGS: raise PokecardError(f"readings={readings!r}; valid: {', '.join(READINGS)}")
+        if finder not in FINDERS: raise PokecardError(f"finder={finder!r}; valid: {', '.join(FINDERS)}")
         self.readings = readings
         if backend not in BACKENDS: raise PokecardError(f"backend {backend!r}; valid: {', '.join(BACKENDS)}")
         if backend == "hailo": import_hailo()  # say how to install HailoRT before anything else
@@ -290,6 +309,24 @@ class Recognizer:
         if not (thresholds or self.db.thresholds): get_logger("pi").info(f"{self.db.db_dir} stores no thresholds: using the placeholders {DEFAULT_THRESHOLDS}")
         self.backend, self.max_cards = backend, max_cards
         self.verification, self.verifier = self._load_verifier(verification, verify_margin)
+        self.finder, self.learned_finder = self._load_finder(finder, threads)
+
+    def _load_finder(self, finder:str, threads:int):
+        "The finder to use, classic or learned, and the learned one (None: classic); `auto` takes the DB's learned finder when it carries one."
+        path = checked_finder_file(self.db) if finder != "classic" else None
+        if path is None:
+            if finder == "learned": raise PokecardError(f"--finder learned: the DB {self.db.db_dir} carries no learned finder; {SET_FINDER_HINT.format(db=self.db.db_dir)}")
+            return "classic", None
+        from pokecard.learned_finder import LearnedFinder
+        return "learned", LearnedFinder(path, threads=threads)
+
+    def find_cards(self, rgb:np.ndarray # RGB uint8 (H, W, 3)
+                  ) -> tuple[list[CardQuad], str]:
+        "The cards' outlines and the finder that gave them: the learned finder's (printed top first) when it finds any, else the classic finder's (which falls back to a tight crop or the whole image)."
+        if self.learned_finder is not None:
+            quads = self.learned_finder.find(rgb, max_cards=self.max_cards)
+            if quads: return quads, "learned"
+        return find_cards(rgb, max_cards=self.max_cards), "classic"
 
     def _load_verifier(self, verification:str, verify_margin:float|None) -> tuple[str, Verifier|None]:
         "The verification mode and the verifier over the DB's keypoints (None when off or when the DB has no keypoints)."
@@ -377,7 +414,7 @@ class Recognizer:
         if not (isinstance(top_k, (int, np.integer)) and top_k >= 1): raise PokecardError(f"top_k={top_k!r} must be a positive integer")
         clock = _StepClock()
         with clock("decode"): rgb, path = decode_image(image)
-        with clock("find"): quads = find_cards(rgb, max_cards=self.max_cards)
+        with clock("find"): quads, finder = self.find_cards(rgb)
         with clock("rectify"): rectified = [rectify(rgb, quad.corners) for quad in quads]
         k = max(int(top_k), 2, self.verifier.max_candidates if self.verifier else 2)  # the decision needs the margin, the verifier the top five
         if self.readings == "both":  # one batch: each card as found and turned
@@ -393,7 +430,7 @@ class Recognizer:
         with clock("verify"):
             cards = [self.read_card(quad, card, upright_hits[i], turned_hits[i], int(top_k), np.stack([embeddings[i], embeddings_turned[i]]))
                      for i, (quad, card) in enumerate(zip(quads, rectified))]
-        return RecognitionResult(path, (rgb.shape[1], rgb.shape[0]), cards, clock.timings())
+        return RecognitionResult(path, (rgb.shape[1], rgb.shape[0]), cards, clock.timings(), finder)
 
     def close(self):
         "Release the accelerator (Hailo); the ONNX session and the memory-mapped DB go with the object."
@@ -767,6 +804,9 @@ def _common_arguments(parser:argparse.ArgumentParser):
                         help="auto also verifies when top-1 minus top-2 similarity is under this (default: the DB's match margin)")
     parser.add_argument("--readings", choices=READINGS, default="auto",
                         help="auto: read a card turned by 180 degrees only when it is no match as found (the default); both: always both readings")
+    parser.add_argument("--finder", choices=FINDERS, default="auto",
+                        help="auto: the DB's learned card finder when it carries one (pokecard index set-finder), else the classic one (the default); "
+                             "classic; learned (the DB must carry one). Where the learned finder finds no card, the classic finder looks")
 
 def _parse(parser:argparse.ArgumentParser, argv) -> argparse.Namespace:
     args = parser.parse_args(argv)
@@ -782,7 +822,7 @@ def recognize_main(argv:list[str]|None=None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per image (JSON Lines)")
     _common_arguments(parser)
     args = _parse(parser, argv)
-    recognizer = Recognizer(args.db, backend=args.backend, threads=args.threads, verification=args.verify, verify_margin=args.verify_margin, readings=args.readings)
+    recognizer = Recognizer(args.db, backend=args.backend, threads=args.threads, verification=args.verify, verify_margin=args.verify_margin, readings=args.readings, finder=args.finder)
     processed = 0
     for path in _image_paths(args.images):
         try: result = recognizer.recognize(path, top_k=args.top_k)
@@ -802,7 +842,7 @@ def camera_main(argv:list[str]|None=None) -> int:
     _common_arguments(parser)
     args = _parse(parser, argv)
     if args.smooth < 1: parser.error(f"--smooth must be >= 1, got {args.smooth}")
-    recognizer = Recognizer(args.db, backend=args.backend, threads=args.threads, verification=args.verify, verify_margin=args.verify_margin, readings=args.readings)
+    recognizer = Recognizer(args.db, backend=args.backend, threads=args.threads, verification=args.verify, verify_margin=args.verify_margin, readings=args.readings, finder=args.finder)
     show = not args.headless and display_available()
     if not args.headless and not show:
         print("pokecard camera: no display (or OpenCV without GUI support): printing readings instead", file=sys.stderr)
@@ -832,7 +872,7 @@ def bench_latency_main(argv:list[str]|None=None) -> int:
     args = _parse(parser, argv)
     if args.repeat < 1 or args.warmup < 0: parser.error("--repeat must be >= 1 and --warmup >= 0")
     if not (args.images or args.scenes or args.video): parser.error("give photos, --scenes SCANS or --video FILE")
-    recognizer = Recognizer(args.db, backend=args.backend, threads=args.threads, verification=args.verify, verify_margin=args.verify_margin, readings=args.readings)
+    recognizer = Recognizer(args.db, backend=args.backend, threads=args.threads, verification=args.verify, verify_margin=args.verify_margin, readings=args.readings, finder=args.finder)
     if args.scenes or args.video:
         report = {}
         if args.scenes:
@@ -843,7 +883,7 @@ def bench_latency_main(argv:list[str]|None=None) -> int:
         if args.json: print(json.dumps(report))
         else:
             threads = site_settings().threads if args.threads is None else args.threads
-            if args.scenes: print(f"backend {args.backend}, threads {threads or 'ONNX Runtime default'}, {args.repeat} runs per frame\n{format_frame_benchmark(report)}")
+            if args.scenes: print(f"backend {args.backend}, threads {threads or 'ONNX Runtime default'}, {recognizer.finder} finder, {args.repeat} runs per frame\n{format_frame_benchmark(report)}")
             if args.video: print(f"video {args.video}: {_video_line(report['video'])}")
         return 0
     readable = []

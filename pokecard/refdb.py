@@ -20,9 +20,9 @@ except ImportError: fcntl = None  # no cross-process lock off POSIX
 
 # %% auto #0
 __all__ = ['FORMAT_NAME', 'FORMAT_VERSION', 'CORE_FILES', 'MODEL_KINDS', 'INDEX_DTYPES', 'ROW_MODES', 'CARD_FIELDS',
-           'HNSW_DEFAULTS', 'INSERT_THREADS', 'REBUILD_HINT', 'REMOVE_HINT', 'build_db', 'Hit', 'ReferenceDB',
-           'add_cards', 'remove_cards', 'set_thresholds', 'write_extra', 'combine_updates', 'synthetic_references',
-           'benchmark_search']
+           'HNSW_DEFAULTS', 'INSERT_THREADS', 'REBUILD_HINT', 'EXTRA_HINTS', 'REMOVE_HINT', 'build_db', 'Hit',
+           'ReferenceDB', 'add_cards', 'remove_cards', 'set_thresholds', 'write_extra', 'remove_extra',
+           'combine_updates', 'synthetic_references', 'benchmark_search']
 
 # %% ../nbs/06a_refdb.ipynb #30e63e34
 FORMAT_NAME = "pokecard-refdb"      # manifest["format"]
@@ -35,6 +35,7 @@ CARD_FIELDS = ("name", "set_id", "set_name", "number", "rarity", "supertype", "i
 HNSW_DEFAULTS = dict(connectivity=16, expansion_add=128, expansion_search=256)  # tuned with benchmark_search below
 INSERT_THREADS = 1  # usearch 2.26 inserting on several threads left 4-12 of 17,592 rows unreachable; one thread: none, and byte-identical builds
 REBUILD_HINT = "rebuild it with `pokecard index build --images DIR --model MODEL --out {db}`"
+EXTRA_HINTS = {"finder": "put a working finder back with `pokecard index set-finder --db {db} FINDER.onnx`, or drop it with `pokecard index set-finder --db {db} --remove`"}  # manifest["extras"][name]["role"] -> how to fix a damaged extra of that role (else: rebuild)
 REMOVE_HINT = "delete the folder {db} yourself and build it again with `pokecard index build --images DIR --model MODEL --out {db}` (pokecard never deletes a folder it cannot prove is a DB)"
 
 # %% ../nbs/06a_refdb.ipynb #a602bc0c
@@ -367,8 +368,13 @@ def _check_parts_agree(db_dir:Path, manifest:dict, row_card_ids:list) -> None:
         problem = "its open-set thresholds were chosen for another model than the one it carries"
     if problem: raise PokecardError(f"DB {db_dir} is inconsistent: {problem} (an update was interrupted by an older pokecard, or the folder was edited); {REBUILD_HINT.format(db=db_dir)}")
 
-def _verify_files(db_dir:Path, manifest:dict, verify:str) -> None:
-    "Check every file listed in the manifest: present, right size, and (verify='full') right sha256."
+def _file_hint(manifest:dict, name:str, db_dir:Path) -> str:
+    "How to fix a damaged file of the DB: the hint of its extra's role (a finder can be replaced on its own), else rebuild."
+    role = manifest.get("extras", {}).get(name, {}).get("role")
+    return EXTRA_HINTS.get(role, REBUILD_HINT).format(db=db_dir)
+
+def _verify_files(db_dir:Path, manifest:dict, verify:str, unchecked=()) -> None:
+    "Check every file listed in the manifest (but the extras in `unchecked`): present, right size, and (verify='full') right sha256."
     _check_choice("verify", verify, ("full", "fast", "none"))
     files = manifest["files"]
     missing = [name for name in CORE_FILES if name not in files]
@@ -376,13 +382,14 @@ def _verify_files(db_dir:Path, manifest:dict, verify:str) -> None:
     for name, entry in files.items():
         if not _FILE_NAME.fullmatch(name) or name == "manifest.json":
             raise PokecardError(f"{db_dir} manifest lists an invalid file name {name!r}; {REBUILD_HINT.format(db=db_dir)}")
-        path = db_dir/name
-        if not path.is_file(): raise PokecardError(f"{path} is missing: the DB is incomplete; {REBUILD_HINT.format(db=db_dir)}")
+        if name in unchecked and name in manifest.get("extras", {}): continue
+        path, hint = db_dir/name, _file_hint(manifest, name, db_dir)
+        if not path.is_file(): raise PokecardError(f"{path} is missing: the DB is incomplete; {hint}")
         if verify == "none": continue
         if path.stat().st_size != entry.get("bytes"):
-            raise PokecardError(f"{path} is {path.stat().st_size} bytes, the manifest says {entry.get('bytes')}: the file is truncated or was changed; {REBUILD_HINT.format(db=db_dir)}")
+            raise PokecardError(f"{path} is {path.stat().st_size} bytes, the manifest says {entry.get('bytes')}: the file is truncated or was changed; {hint}")
         if verify == "full" and file_sha256(path) != entry.get("sha256"):
-            raise PokecardError(f"{path} fails its sha256 check (corrupted or changed since the DB was written); {REBUILD_HINT.format(db=db_dir)}")
+            raise PokecardError(f"{path} fails its sha256 check (corrupted or changed since the DB was written); {hint}")
 
 def _check_expectations(db_dir:Path, manifest:dict, model_sha256, dim, preprocessing) -> None:
     "Clear errors when the DB was built for another model, dimension or preprocessing than the caller's."
@@ -442,7 +449,8 @@ class ReferenceDB:
              expect_preprocessing:dict|None=None,  # the caller's preprocessing description; mismatch is an error
              view:bool=True,                     # memory-map the index and embeddings instead of loading them
              verify:str="full",                  # "full" (sha256 of every file), "fast" (sizes), "none"
-             expansion_search:int|None=None      # HNSW ef for this session (default: the DB's, from the manifest)
+             expansion_search:int|None=None,     # HNSW ef for this session (default: the DB's, from the manifest)
+             unchecked:tuple=()                  # extra files not checked: an update about to replace or drop them (a damaged finder can be replaced)
             ) -> ReferenceDB:
         "Open and validate a reference DB; every problem is a `PokecardError` saying what to do."
         db_dir = Path(db_dir).absolute()
@@ -451,7 +459,7 @@ class ReferenceDB:
                 if locked: _recover(db_dir)
                 else: raise PokecardError(f"{db_dir} is being replaced by another process right now; try again in a moment")
         manifest = _read_manifest(db_dir)
-        _verify_files(db_dir, manifest, verify)
+        _verify_files(db_dir, manifest, verify, unchecked)
         _check_expectations(db_dir, manifest, expect_model_sha256, expect_dim, expect_preprocessing)
         rows = manifest["counts"]["rows"]
         row_card_ids = _read_json(db_dir/"index.json", "row index", db_dir)
@@ -541,9 +549,9 @@ def _load_for_update(db_dir:Path, embeddings, card_ids, metadata, mode:str, mode
     embeddings, card_ids = _combine_rows(embeddings, card_ids, mode)
     return db, embeddings, card_ids, _check_metadata(metadata, card_ids)
 
-def _open_unlocked(db_dir:Path) -> ReferenceDB:
-    "Open for an update (the caller holds the lock): fully verified, loaded into RAM (not a view), so its index can be extended."
-    return ReferenceDB.open(db_dir, view=False, verify="full")
+def _open_unlocked(db_dir:Path, unchecked=()) -> ReferenceDB:
+    "Open for an update (the caller holds the lock): fully verified (but the extras in `unchecked`, about to be replaced), loaded into RAM (not a view), so its index can be extended."
+    return ReferenceDB.open(db_dir, view=False, verify="full", unchecked=tuple(unchecked))
 
 def _kept_manifest(db:ReferenceDB) -> dict:
     "The manifest entries an update keeps (files and counts are rewritten)."
@@ -653,12 +661,28 @@ def write_extra(db_dir:str|Path,        # an existing DB folder
     db_dir = Path(db_dir).absolute()
     _check_extra_name(name)
     if not isinstance(data, (bytes, bytearray, memoryview)): raise PokecardError(f"extra file data must be bytes, got {type(data).__name__}")
+    return _change_extra(db_dir, name, (data, info))
+
+def remove_extra(db_dir:str|Path,       # an existing DB folder
+                 name:str,              # the extra file to drop, e.g. "finder.onnx"
+                 missing_ok:bool=False  # no such extra: do nothing instead of raising
+                ) -> Path:
+    "Drop an extra file from the DB, in one atomic commit."
+    db_dir = Path(db_dir).absolute()
+    _check_extra_name(name)
+    if name not in ReferenceDB.open(db_dir, verify="none").manifest.get("extras", {}):
+        if missing_ok: return db_dir
+        raise PokecardError(f"DB {db_dir} has no extra file {name!r} to remove")
+    return _change_extra(db_dir, name, None)
+
+def _change_extra(db_dir:Path, name:str, change) -> Path:
+    "Write (`change` = (bytes, info)) or drop (None) one extra in one commit; the old file is not checked, so a damaged one can be replaced."
     with _staged(db_dir) as staging:
-        db = _open_unlocked(db_dir)
+        db = _open_unlocked(db_dir, unchecked=(name,))
         if name in db.manifest["files"] and name not in db.manifest.get("extras", {}):
             raise PokecardError(f"{name!r} is a model file of the DB {db_dir}, not an extra: rebuild the DB to change its model")
         manifest = _carry_everything(db, staging, skip=(name,))
-        extras = _write_extras(staging, manifest.get("extras", {}), {name: (data, info)}, cards_sha256(db.row_card_ids))
+        extras = _write_extras(staging, manifest.get("extras", {}), {name: change}, cards_sha256(db.row_card_ids))
         _write_manifest(staging, {**manifest, "extras": extras})
     return db_dir
 

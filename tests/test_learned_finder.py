@@ -73,3 +73,26 @@ def test_refine_sides_snaps_and_keeps_order():
     assert np.abs(refined - card).max() < 0.3
     flat = np.full((480, 640, 3), 128, np.uint8)  # nothing to snap to: the rough corners come back
     assert np.array_equal(refine_sides(flat, rough, search=7.5), rough)
+
+def test_exported_finder_is_within_the_hailo_ops(tmp_path):
+    "The exported finder's op types, listed from its graph, are all layers the Hailo DFC parses (learned_finder.HAILO_ONNX_OPS: DFC User Guide §5.5 'Supported Layers', see 08d)."
+    pytest.importorskip("torch"); pytest.importorskip("timm")
+    from pokecard.finder_training import FinderNet, export_finder, onnx_ops
+    from pokecard.learned_finder import HAILO_ONNX_OPS, check_finder_model, hailo_op_report
+    path = export_finder(FinderNet(pretrained=False), tmp_path/"finder.onnx")  # untrained: the compiler parses the graph, not the weights
+    report = hailo_op_report(path)
+    assert report["unsupported"] == [], report
+    assert report["prelude_ops"] == ["Transpose", "Cast", "Mul", "Add"]  # uint8 NHWC -> float NCHW, normalised: host side / model script
+    assert set(report["network_ops"]) <= HAILO_ONNX_OPS and set(report["network_ops"]) == {"Conv", "Clip", "Add", "Resize", "Sigmoid"}
+    assert set(onnx_ops(path)) == set(report["network_ops"]) | set(report["prelude_ops"]) | {"Constant"}  # every op accounted for
+    assert check_finder_model(path)["input"] == "uint8 (1, 192, 256, 3) RGB"  # and the DB commands accept it
+
+def test_hailo_op_report_flags_what_the_dfc_does_not_parse(tmp_path):
+    from pokecard.learned_finder import hailo_op_report
+    path = _model(tmp_path/"fake.onnx")
+    report = hailo_op_report(path)
+    assert report["prelude_ops"] == ["Cast", "Transpose"] and report["network_ops"] == ["AveragePool", "Mul"] and report["unsupported"] == []
+    model = onnx.load(str(path))
+    model.graph.node[-1].op_type, model.graph.node[-1].name = "TopK", "topk"  # pretend the last node were an op the DFC lacks
+    onnx.save(model, str(tmp_path/"topk.onnx"))
+    assert hailo_op_report(tmp_path/"topk.onnx")["unsupported"] == ["TopK (topk)"]
