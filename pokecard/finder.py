@@ -13,10 +13,11 @@ from .core import PokecardError
 
 # %% auto #0
 __all__ = ['CARD_SIZE', 'CardQuad', 'as_rgb', 'quad_area', 'quad_aspect', 'corner_angles', 'order_corners', 'rotate_corners_180',
-           'full_frame_corners', 'colour_edge_maps', 'densify', 'fit_quad_sides', 'card_shaped', 'contour_quads',
-           'edge_support', 'card_likeness', 'ring_contrast', 'is_holder', 'busy_between', 'resolve_nesting',
-           'suppress_overlaps', 'outline_edge_points', 'refine_corners', 'frame_is_card_shaped', 'find_cards',
-           'rectify', 'OrientedCard', 'orientation_candidates', 'upright_evidence', 'resolve_orientation']
+           'full_frame_corners', 'colour_edge_maps', 'line_intersection', 'densify', 'fit_quad_sides', 'card_shaped',
+           'contour_quads', 'edge_support', 'card_likeness', 'ring_contrast', 'is_holder', 'busy_between',
+           'resolve_nesting', 'suppress_overlaps', 'outline_edge_points', 'refine_corners', 'refine_by_side_lines',
+           'frame_is_card_shaped', 'find_cards', 'rectify', 'OrientedCard', 'orientation_candidates',
+           'upright_evidence', 'resolve_orientation']
 
 # %% ../nbs/08a_finder.ipynb #06fa8b89
 from .images import CARD_ASPECT
@@ -96,11 +97,11 @@ def colour_edge_maps(small_rgb: np.ndarray, # the shrunk RGB frame
         maps.append(edges)
     return maps
 
-def _line_intersection(line1, line2):
-    "Where two lines (vx, vy, x0, y0) meet, or None when parallel."
+def line_intersection(line1, line2, tolerance: float = 1e-9):
+    "Where two lines (vx, vy, x0, y0) meet, or None when parallel (|determinant| under `tolerance`)."
     (vx1, vy1, x1, y1), (vx2, vy2, x2, y2) = line1, line2
     det = vx2 * vy1 - vx1 * vy2
-    if abs(det) < 1e-9: return None
+    if abs(det) < tolerance: return None
     t = (vx2 * (y2 - y1) - vy2 * (x2 - x1)) / det
     return np.array([x1 + t * vx1, y1 + t * vy1])
 
@@ -126,7 +127,7 @@ def fit_quad_sides(outline: np.ndarray, # points along the object's outline (a h
         on_side = points[(t > end_margin) & (t < 1 - end_margin) & (dist < 0.05 * length + 2)]
         if len(on_side) < 2: return quad
         lines.append(cv2.fitLine(on_side.astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel())
-    corners = [_line_intersection(lines[i - 1], lines[i]) for i in range(4)]  # corner i joins sides i-1 and i
+    corners = [line_intersection(lines[i - 1], lines[i]) for i in range(4)]  # corner i joins sides i-1 and i
     if any(c is None for c in corners): return quad
     corners = np.array(corners)
     return corners if np.abs(corners - quad).max() < 0.1 * np.sqrt(quad_area(quad)) else quad
@@ -354,14 +355,26 @@ def refine_corners(image: np.ndarray, # RGB image the quad lives in
                    passes: int = 2,
                   ) -> np.ndarray:
     "Sharpen quad corners: a robust line per side through its outline points, neighbours intersected; the input when it fails."
+    def side_lines(corners, search):
+        sides = outline_edge_points(image, corners, search)
+        if any(len(points) < 6 for points in sides): return None
+        return [cv2.fitLine(points.astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel() for points in sides]
+    return refine_by_side_lines(corners, search, passes, side_lines, min_search=2.0)
+
+def refine_by_side_lines(corners: np.ndarray, # rough TL, TR, BR, BL (the order is kept)
+                         search: float, # first pass: search ± this many px (halved each pass, down to `min_search`)
+                         passes: int,
+                         side_lines, # f(corners, search) -> four lines (vx, vy, x0, y0), side i from corner i to i+1, or None
+                         min_search: float = 2.0, tolerance: float = 1e-9 # `line_intersection`'s
+                        ) -> np.ndarray:
+    "The corner refinement both finders share: fit a line per side, intersect neighbours, narrow the search; the input when a fit fails or diverges."
     corners = np.asarray(corners, np.float64).copy()
     for _ in range(passes):
-        sides = outline_edge_points(image, corners, search)
-        if any(len(points) < 6 for points in sides): return corners
-        lines = [cv2.fitLine(points.astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel() for points in sides]
-        new = [_line_intersection(lines[i - 1], lines[i]) for i in range(4)]
+        lines = side_lines(corners, search)
+        if lines is None or any(line is None for line in lines): return corners
+        new = [line_intersection(lines[i - 1], lines[i], tolerance) for i in range(4)]  # corner i joins sides i-1 and i
         if any(c is None for c in new) or np.abs(np.array(new) - corners).max() > 2 * search + 2: return corners  # diverged
-        corners, search = np.array(new), max(2.0, search / 2)
+        corners, search = np.array(new), max(min_search, search / 2)
     return corners
 
 # %% ../nbs/08a_finder.ipynb #e4a0f33f

@@ -125,14 +125,6 @@ def cards_from_maps(maps:np.ndarray, # (3, h, w) probabilities: body, core, top 
     return cards
 
 # %% ../nbs/08d_learned_finder.ipynb #a1b2c3d4
-def _intersect(line1, line2):
-    "Where two lines (vx, vy, x0, y0) meet, or None when (nearly) parallel."
-    (vx1, vy1, x1, y1), (vx2, vy2, x2, y2) = line1, line2
-    det = vx2*vy1 - vx1*vy2
-    if abs(det) < 1e-6: return None
-    t = (vx2*(y2 - y1) - vy2*(x2 - x1))/det
-    return np.array([x1 + t*vx1, y1 + t*vy1])
-
 def side_edge_points(image:np.ndarray, # RGB uint8 frame the quad lives in
                      corners:np.ndarray, # rough TL, TR, BR, BL (clockwise on screen)
                      search:float, # look ± this many px across each side
@@ -189,15 +181,11 @@ def refine_sides(image:np.ndarray, # RGB uint8 frame
                  search:float, # first pass: look ± this many px across each side (halved each pass, at least 1.5)
                  passes:int=3) -> np.ndarray:
     "Sharpen a quad on the frame: per side the straight colour step best supported near the rough side, neighbours intersected; the input when that fails."
-    corners = np.asarray(corners, np.float64).copy()
-    for _ in range(passes):
+    from pokecard.finder import refine_by_side_lines
+    def side_lines(corners, search):
         sides = side_edge_points(image, corners, search)
-        lines = [best_line(points, weights, b - a) for (points, weights), a, b in zip(sides, corners, np.roll(corners, -1, 0))]
-        if any(line is None for line in lines): return corners
-        new = [_intersect(lines[i - 1], lines[i]) for i in range(4)]  # corner i joins sides i−1 and i
-        if any(c is None for c in new) or np.abs(np.array(new) - corners).max() > 2*search + 2: return corners  # diverged
-        corners, search = np.array(new), max(1.5, search/2)
-    return corners
+        return [best_line(points, weights, b - a) for (points, weights), a, b in zip(sides, corners, np.roll(corners, -1, 0))]
+    return refine_by_side_lines(corners, search, passes, side_lines, min_search=1.5, tolerance=1e-6)
 
 # %% ../nbs/08d_learned_finder.ipynb #4a388e50
 def finder_session(model_path:str|Path, # a finder's .onnx
