@@ -30,7 +30,7 @@ lab: install
 bench: install
 	$(BIN)/pokecard bench $(PARAMS) --max-queries 100 --readme README.md
 
-# Library notebooks (00a_images, 01a_forge, ...) run in parallel; stage notebooks (01_data ... 09_bench) share the
+# Library notebooks (00c_images, 00f_forge, ...) run in parallel; stage notebooks (01_data ... 09_bench) share the
 # outputs/ci run folder and build on each other, so they run in order, one at a time.
 nbtest: install
 	$(BIN)/nbdev-test --n-workers 2 --skip-file-re '^[_.]|^[0-9][0-9]_'

@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import StageTimer, atomic_write_json, choose_device, stage_dir, write_manifest
+from .core import StageTimer, atomic_write_json, choose_device
+from .stages import register_stage, stage_dir, write_manifest
 from .data import load_data, card_image, query_inputs
-from .embedspace import (align_catalog, reprint_groups, umap_map, pca_map, tsne_map, distance_stats, margin_stats, unknown_stats,
-                                 choose_thresholds, threshold_report, plot_thresholds, confusable_pairs, confusable_gallery,
-                                 kmeans_report, isolation_review, subsample_rows)
-from .refdb import ReferenceDB, set_thresholds
+from .embedspace import align_catalog, reprint_groups, umap_map, pca_map, tsne_map, distance_stats, plot_thresholds, confusable_pairs, confusable_gallery, kmeans_report, isolation_review, subsample_rows
+from .decision import margin_stats, unknown_stats, threshold_report
+from .refdb import ReferenceDB
 
 # %% auto #0
-__all__ = ['model_embeddings', 'draw_maps', 'distance_table', 'deployed_validation_queries', 'open_set_thresholds',
-           'build_analysis']
+__all__ = ['model_embeddings', 'draw_maps', 'distance_table', 'deployed_validation_queries', 'threshold_rates', 'build_analysis']
 
 # %% ../nbs/07_umap.ipynb #c0862cd5
 def model_embeddings(experiment) -> dict:
@@ -68,26 +67,27 @@ def deployed_validation_queries(experiment) -> np.ndarray:
     db = ReferenceDB.open(reference_db_dir(experiment))
     return onnx_embed(cpu_session(db.db_dir/db.manifest["model"]["file"]), query_inputs(load_data(experiment), experiment.data.image_size, "validation"))
 
-def open_set_thresholds(references:np.ndarray, # (n_cards, dim) the deployed references, in catalog order
-                        validation_queries:np.ndarray, # the deployed model's validation photos: the thresholds are chosen on them
-                        bundle, path:Path,
-                        report_queries:np.ndarray|None=None # the reported queries: only scored with the chosen thresholds
-                       ) -> tuple[dict, dict]:
-    "Thresholds chosen on known vs left-out validation photos; their rates on the reported queries (and `validation_*` on the validation photos); a PNG."
-    card_ids = list(bundle.catalog.card_id)
-    val_ids = list(bundle.validation.card_id)
+def threshold_rates(references:np.ndarray, # (n_rows, dim) the DB's rows
+                    reference_ids:list[str], # the card of each row
+                    validation_queries:np.ndarray, # the deployed model's validation photos (the thresholds were chosen on them, in stage 06)
+                    bundle, thresholds:dict, path:Path,
+                    report_queries:np.ndarray|None=None # the reported queries
+                   ) -> dict:
+    "What the DB's thresholds do: decision rates on the reported queries (and `validation_*` on the validation photos), with a PNG of both kinds of photo."
+    card_ids, val_ids = list(reference_ids), list(bundle.validation.card_id)
     known, unknown = margin_stats(validation_queries, val_ids, references, card_ids), unknown_stats(validation_queries, val_ids, references, card_ids)
-    thresholds = choose_thresholds(known, unknown)
-    plot_thresholds(known, unknown, thresholds, path, title="Open-set thresholds of the deployed model (chosen on validation photos)")
+    plot_thresholds(known, unknown, thresholds, path, title="Open-set thresholds of the deployed model (chosen on validation photos by stage 06)")
     rates = {f"validation_{k}": v for k, v in threshold_report(known, unknown, thresholds).items()}
     if report_queries is not None:
         query_ids = list(bundle.queries.card_id)
         rates.update(threshold_report(margin_stats(report_queries, query_ids, references, card_ids), unknown_stats(report_queries, query_ids, references, card_ids), thresholds))
-    return thresholds, rates
+    return rates
+
 
 # %% ../nbs/07_umap.ipynb #643b048f
+@register_stage("07_umap", "analysis", headline="separation_ratio")
 def build_analysis(experiment) -> Path:
-    "Stage 07: maps, distance statistics, thresholds (into the reference DB), confusable pairs, clusters, review list."
+    "Stage 07: maps, distance statistics, what the DB's thresholds do, confusable pairs, clusters, review list (it reads the DB, never writes it)."
     from pokecard.index import reference_db_dir
     timer, bundle, folder = StageTimer(), load_data(experiment), stage_dir(experiment, "07_umap")
     params = experiment.analysis
@@ -100,9 +100,10 @@ def build_analysis(experiment) -> Path:
     deployed_refs, deployed_queries = embeddings["deployed"]
     if params.map_method == "umap": tsne_map(deployed_refs[keep], catalog.iloc[keep].reset_index(drop=True), folder/"map_tsne_deployed_set_id.png", "set_id", groups, seed=experiment.seed)
     distances = distance_table(embeddings, bundle)
-    thresholds, rates = open_set_thresholds(deployed_refs, deployed_validation_queries(experiment), bundle, folder/"thresholds.png", deployed_queries)
     db_dir = reference_db_dir(experiment)
-    set_thresholds(db_dir, thresholds)
+    db = ReferenceDB.open(db_dir)
+    thresholds, db_rows = db.thresholds, (np.asarray(db.embeddings, np.float32), list(db.row_card_ids))
+    rates = threshold_rates(*db_rows, deployed_validation_queries(experiment), bundle, thresholds, folder/"thresholds.png", deployed_queries) if thresholds else {}
     image_for = lambda card_id: card_image(bundle.paths[card_id])
     pairs = confusable_pairs(deployed_refs, list(bundle.catalog.card_id), k=12)
     confusable_gallery(pairs, image_for, folder/"confusable_pairs.png", names=bundle.names)
@@ -115,7 +116,7 @@ def build_analysis(experiment) -> Path:
     report = {"metrics": metrics, "thresholds": thresholds, "threshold_rates": rates, "distances": distances.to_dict("index"),
               "confusable_pairs": pairs, "kmeans": {k: v for k, v in clusters.items() if k != "labels"}, "review": review}
     atomic_write_json(folder/"metrics.json", report)
-    db_files = [p for p in sorted(db_dir.iterdir()) if p.is_file()]  # manifest.json hashed after set_thresholds: a rebuilt DB (no thresholds) makes 07 stale
+    db_files = [p for p in sorted(db_dir.iterdir()) if p.is_file()]
     write_manifest(experiment, "07_umap", inputs=db_files, outputs=[folder/"metrics.json", *maps], metrics=metrics, wall_s=timer.seconds,
                    extra={"thresholds": thresholds, "threshold_rates": rates})
     return folder

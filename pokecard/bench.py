@@ -12,27 +12,23 @@ from typing import Callable
 import numpy as np, pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
-from .core import Experiment, PokecardError, atomic_write, atomic_write_json, atomic_write_text, get_logger, run_dir, site_settings
-from .images import load_image, to_model_input
+from .core import PokecardError, atomic_write, atomic_write_json, atomic_write_text, get_logger, site_settings
+from .params import Experiment
+from .stages import run_dir
+from .images import load_image, rgb_array, to_model_input
 from .data import query_card_image
-from .embedspace import choose_thresholds, decide, decide_many
+from .metrics import rank_cards, ranking_metrics
+from .decision import choose_thresholds, decide, decide_many, open_set_stats
 
 # %% auto #0
 __all__ = ['BENCH_COLUMNS', 'MARKDOWN_HEADERS', 'IMAGENET_SPEC', 'METHOD_KEYS', 'BENCH_PURPOSE', 'PRESET_HEADERS',
-           'README_MARKERS', 'Method', 'rank_cards', 'PHashMethod', 'ORBMethod', 'EmbeddingMethod', 'onnx_method',
-           'teacher_method', 'VerifiedMethod', 'ranking_metrics', 'open_set_stats', 'rejection_rates', 'score_queries',
-           'method_row', 'benchmark_methods', 'human_bytes', 'markdown_table', 'plot_bench', 'fresh_photos',
-           'preset_queries', 'real_card_inputs', 'choose_queries', 'cpu_threads', 'build_methods', 'run_bench',
-           'preset_table', 'preset_markdown', 'run_bench_presets', 'readme_slot', 'update_readme', 'bench_main']
+           'README_MARKERS', 'UPSTREAM_STAGES', 'Method', 'PHashMethod', 'ORBMethod', 'EmbeddingMethod', 'onnx_method',
+           'teacher_method', 'VerifiedMethod', 'rejection_rates', 'score_queries', 'method_row', 'benchmark_methods',
+           'human_bytes', 'markdown_table', 'plot_bench', 'fresh_photos', 'preset_queries', 'real_card_inputs',
+           'choose_queries', 'cpu_threads', 'build_methods', 'run_bench', 'preset_table', 'preset_markdown',
+           'run_bench_presets', 'readme_slot', 'update_readme', 'bench_main']
 
 # %% ../nbs/09_bench.ipynb #72d989f3
-def _as_rgb_array(image) -> np.ndarray:
-    "A uint8 HxWx3 RGB array of a PIL image or array."
-    array = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise PokecardError(f"expected an RGB image (PIL or uint8 HxWx3 array), got dtype {array.dtype} shape {array.shape}")
-    return array
-
 class Method:
     "A way to recognise a card photo: `fit` on reference scans, then `scores` of a query against every reference."
     name = "method"
@@ -57,17 +53,6 @@ class Method:
         return [self.card_ids[i] for i in rank_cards(self.scores(query_image)[None], k)[0]]
     def __repr__(self): return f"{type(self).__name__}({self.name!r}, references={len(self.card_ids)})"
 
-# %% ../nbs/09_bench.ipynb #62def54d
-def rank_cards(scores:np.ndarray, # (n_queries, n_refs) similarities; -inf = excluded
-               k:int=5,           # how many to keep
-               seed:int=0         # seed of the random tie-break
-              ) -> np.ndarray:
-    "Indices (n_queries, k) of the most similar references, best first, ties broken at random."
-    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
-    tie_break = np.random.default_rng(seed).random(scores.shape)
-    order = np.lexsort((tie_break, -scores), axis=-1)
-    return order[:, :min(k, scores.shape[1])]
-
 # %% ../nbs/09_bench.ipynb #3b90f14d
 class PHashMethod(Method):
     "Perceptual hash (imagehash.phash) ranked by Hamming distance; score = 1 - distance / bits."
@@ -78,7 +63,7 @@ class PHashMethod(Method):
     def hash_bits(self, image) -> np.ndarray:
         "The hash of an image as a flat bool array."
         import imagehash
-        image = image if isinstance(image, Image.Image) else Image.fromarray(_as_rgb_array(image))
+        image = image if isinstance(image, Image.Image) else Image.fromarray(rgb_array(image))
         return imagehash.phash(image, hash_size=self.hash_size).hash.flatten()
     def _fit(self, reference_images):
         self.hashes = np.stack([self.hash_bits(image) for image in reference_images])
@@ -102,7 +87,7 @@ class ORBMethod(Method):
     def features(self, image) -> tuple[np.ndarray, np.ndarray|None]:
         "Keypoint positions (n, 2) float32 and descriptors (n, 32) uint8 (None when no keypoints) of an image."
         import cv2
-        grey = cv2.cvtColor(_as_rgb_array(image), cv2.COLOR_RGB2GRAY)
+        grey = cv2.cvtColor(rgb_array(image), cv2.COLOR_RGB2GRAY)
         scale = self.height / grey.shape[0]
         grey = cv2.resize(grey, (max(1, round(grey.shape[1] * scale)), self.height), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         keypoints, descriptors = self._orb.detectAndCompute(grey, None)
@@ -140,7 +125,7 @@ class EmbeddingMethod(Method):
         super().__init__()
         self.name, self.embed, self.size, self.model_bytes, self.batch_size = name, embed, size, int(model_bytes), batch_size
     def _unit(self, images:list) -> np.ndarray:
-        vectors = np.asarray(self.embed(np.stack([to_model_input(_as_rgb_array(i), self.size) for i in images])), dtype=np.float32)
+        vectors = np.asarray(self.embed(np.stack([to_model_input(rgb_array(i), self.size) for i in images])), dtype=np.float32)
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     def _fit(self, reference_images):
         self.references = np.concatenate([self._unit(reference_images[i:i + self.batch_size]) for i in range(0, len(reference_images), self.batch_size)])
@@ -186,8 +171,8 @@ class VerifiedMethod(Method):
         from pokecard.verify import Verifier, keypoints_blob, load_keypoints
         from pokecard.cardhash import CardHashes, card_hash
         self.base.fit(reference_images, self.card_ids)
-        blob = keypoints_blob({c: self.settings.extract(_as_rgb_array(i), reference=True) for c, i in zip(self.card_ids, reference_images)}, self.settings)
-        hashes = CardHashes(self.card_ids, np.stack([card_hash(_as_rgb_array(i)) for i in reference_images])) if self.hashes else None
+        blob = keypoints_blob({c: self.settings.extract(rgb_array(i), reference=True) for c, i in zip(self.card_ids, reference_images)}, self.settings)
+        hashes = CardHashes(self.card_ids, np.stack([card_hash(rgb_array(i)) for i in reference_images])) if self.hashes else None
         margin = self.thresholds["match_margin"] if self.thresholds else math.inf
         self.verifier = Verifier(load_keypoints(blob), margin_threshold=margin, hashes=hashes)
         self.column = {c: i for i, c in enumerate(self.card_ids)}
@@ -199,7 +184,7 @@ class VerifiedMethod(Method):
         hits = [(self.card_ids[i], float(scores[i])) for i in rank_cards(scores[None], 5)[0] if np.isfinite(scores[i])]
         decision = decide(hits[0][1], hits[1][1] if len(hits) > 1 else None, self.thresholds) if self.thresholds else "uncertain"
         lookup = lambda card_ids: [(c, float(scores[self.column[c]])) for c in card_ids if c != exclude]  # an absent card stays absent
-        hits, decision, _ = self.verifier.decide(_as_rgb_array(query_image), hits, decision, lookup=lookup)
+        hits, decision, _ = self.verifier.decide(rgb_array(query_image), hits, decision, lookup=lookup)
         return [card_id for card_id, _ in hits], decision
     def _scores(self, query_image):
         scores = self.base.scores(query_image)
@@ -217,44 +202,7 @@ class VerifiedMethod(Method):
             unknown.append(self.read(image, exclude=card_id if card_id in self.card_ids else None, scores=scores)[1])
         return {"known": np.array(known), "correct": np.array(correct), "unknown": np.array(unknown)}
 
-# %% ../nbs/09_bench.ipynb #ff90a513
-def ranking_metrics(scores:np.ndarray, # (n_queries, n_refs) similarities
-                    query_card_ids:list[str],     # true card of each query
-                    reference_card_ids:list[str], # card of each reference column
-                    names:dict|None=None,          # card_id -> name, for top1_name and top1_reprints
-                    heldout_card_ids:set|None=None # cards of held-out sets
-                   ) -> dict:
-    "top1, top5, top1_name, top1_reprints, top1_heldout_sets and counts from a score matrix (the keys of retrieval_metrics)."
-    predicted = np.asarray(reference_card_ids, dtype=object)[rank_cards(scores, 5)]
-    truth = np.asarray(query_card_ids, dtype=object)
-    hit1, hit5 = predicted[:, 0] == truth, (predicted == truth[:, None]).any(axis=1)
-    metrics = {"top1": float(hit1.mean()), "top5": float(hit5.mean()), "n_queries": int(len(truth))}
-    if names:
-        metrics["top1_name"] = float(np.mean([names.get(p) == names.get(t) for p, t in zip(predicted[:, 0], truth)]))
-        counts = pd.Series([names.get(c) for c in reference_card_ids]).value_counts()
-        reprint = np.array([counts.get(names.get(t), 0) > 1 for t in truth])
-        if reprint.any(): metrics.update(top1_reprints=float(hit1[reprint].mean()), n_reprint_queries=int(reprint.sum()))
-    if heldout_card_ids:
-        heldout = np.array([t in heldout_card_ids for t in truth])
-        if heldout.any(): metrics.update(top1_heldout_sets=float(hit1[heldout].mean()), n_heldout_queries=int(heldout.sum()))
-    return metrics
-
 # %% ../nbs/09_bench.ipynb #f0a5a799
-def open_set_stats(scores:np.ndarray, # (n_queries, n_refs) similarities
-                   query_card_ids:list[str], reference_card_ids:list[str],
-                   leave_out:bool=False # remove each query's own card from the references first
-                  ) -> dict:
-    "Arrays top1, top2, margin, predicted and correct per query, as pokecard.embedspace.margin_stats gives them."
-    scores = np.array(scores, dtype=np.float64)
-    column = {c: i for i, c in enumerate(reference_card_ids)}
-    own = np.array([column.get(c, -1) for c in query_card_ids])
-    if leave_out: scores[np.flatnonzero(own >= 0), own[own >= 0]] = -np.inf
-    best = rank_cards(scores, 2)
-    top = np.take_along_axis(scores, best, 1)
-    top2 = top[:, 1] if top.shape[1] > 1 else np.full(len(top), -np.inf)
-    return {"top1": top[:, 0], "top2": top2, "margin": top[:, 0] - top2, "predicted": np.asarray(reference_card_ids, dtype=object)[best[:, 0]],
-            "correct": best[:, 0] == own}
-
 def rejection_rates(known:dict, # open_set_stats of the queries
                     unknown:dict, # open_set_stats with leave_out=True
                     thresholds:dict # match_similarity, match_margin, uncertain_similarity
@@ -394,6 +342,7 @@ def preset_queries(bundle, preset:str, max_queries:int=0, seed:int=0) -> tuple[l
     queries = pd.concat([pd.DataFrame({"path": [f"{preset}:{c}" for c in chosen], "card_id": chosen, "kind": "simulated"}), real])
     return images + [query_card_image(p, k) for p, k in zip(real.path, real.kind)], queries
 
+# %% ../nbs/09_bench.ipynb #57a683e5
 def real_card_inputs(max_queries:int=0, seed:int=0, preset:str="medium") -> dict|None:
     "References and queries of the real cards under the site data root (None without them): every scan, fresh photos of them at `preset`, and the labelled phone photos."
     from pokecard.catalog import catalog_from_folder
@@ -421,6 +370,7 @@ def choose_queries(queries:pd.DataFrame, max_queries:int=0, seed:int=0) -> pd.Da
         simulated = simulated.iloc[keep]
     return pd.concat([simulated, queries[queries.kind != "simulated"]])
 
+# %% ../nbs/09_bench.ipynb #7d2096d0
 @contextlib.contextmanager
 def cpu_threads(n:int # threads for torch, OpenCV (and ONNX Runtime sessions, set where they are made)
                ):
@@ -440,8 +390,8 @@ def build_methods(experiment:Experiment, keys=METHOD_KEYS, orb_features:int=500,
     from pokecard.refdb import ReferenceDB
     methods, fixed, log = [], {}, get_logger("bench")
     deployed = {"int8", "int8+verify", "int8+keypoints", "fp32"} & set(keys)
-    db_thresholds = ReferenceDB.open(reference_db_dir(experiment), verify="fast").thresholds if deployed else {}
-    if deployed and not db_thresholds: log.warning("the reference DB has no thresholds (stage 07 not run); choosing them on the queries")
+    db_thresholds = ReferenceDB.open(reference_db_dir(experiment), checksums="fast").thresholds if deployed else {}
+    if deployed and not db_thresholds: log.warning("the reference DB has no thresholds (no validation photos when stage 06 sealed it); choosing them on the queries")
     for key in keys:
         if key in ("int8", "fp32"):
             methods.append(onnx_method(deployable_model(experiment, key), f"pokecard {key.upper() if key == 'int8' else key} (ONNX)", threads))
@@ -462,6 +412,7 @@ def build_methods(experiment:Experiment, keys=METHOD_KEYS, orb_features:int=500,
         else: methods.append(ORBMethod(orb_features))
     return methods, fixed
 
+# %% ../nbs/09_bench.ipynb #3b499a9e
 def _write_table(table:pd.DataFrame, out_dir:Path, stem:str, title:str):
     "The table as CSV and a bar plot."
     with atomic_write(out_dir/f"{stem}.csv", "w") as f: table.to_csv(f, index=False)
@@ -518,6 +469,7 @@ def run_bench(experiment:Experiment, # the run whose stage outputs are compared 
 
 PRESET_HEADERS = {"top1": "top-1", "top1_reprints": "top-1 reprints", "ms_p50": "ms/query p50"}  # what the per-preset table shows
 
+# %% ../nbs/09_bench.ipynb #029335ed
 def preset_table(tables:dict # preset -> a `benchmark_methods` table on photos at that preset
                 ) -> pd.DataFrame:
     "One row per method: top1, top1_reprints and ms_p50 at each preset as `<key>_<preset>` columns, presets side by side."
@@ -578,6 +530,7 @@ def run_bench_presets(experiment:Experiment, # the run whose stage outputs are c
 
 README_MARKERS = ("<!-- pokecard bench: start -->", "<!-- pokecard bench: end -->")
 
+# %% ../nbs/09_bench.ipynb #40966d77
 def readme_slot(readme:Path # a markdown file holding both README_MARKERS
                ) -> tuple[str, int, int]:
     "The file's text and the span between its bench markers, or an error saying what to add."
@@ -596,10 +549,13 @@ def update_readme(readme:Path, # a markdown file holding both README_MARKERS
     content, start, end = readme_slot(readme)
     atomic_write_text(Path(readme), content[:start] + "\n" + text.rstrip("\n") + "\n" + content[end:])
 
+UPSTREAM_STAGES = "01-06"  # the run's stages the benchmark reads: catalog, teacher, models, the DB with its thresholds
+
+# %% ../nbs/09_bench.ipynb #5ebf8d06
 def bench_main(argv:list[str]|None=None # arguments after `pokecard bench`
               ) -> int:
     "`pokecard bench PARAMS [--out DIR] [--max-queries N] [--methods int8,fp32,...] [--threads 1] [--preset P | --presets easy,medium,hard] [--readme README.md]`: print the comparison."
-    from pokecard.core import load_params
+    from pokecard.params import load_params
     from pokecard.pipeline import resolve_params_path
     parser = argparse.ArgumentParser(prog="pokecard bench", description="Compare pokecard with its teacher, an ImageNet network, pHash and ORB on a run's references and queries.")
     parser.add_argument("params", help="params YAML, a path or a name in params/ (ci, quick, full, real)")
@@ -621,6 +577,9 @@ def bench_main(argv:list[str]|None=None # arguments after `pokecard bench`
         from pokecard.photos import PhotoParams
         PhotoParams.preset(args.preset)  # an unknown preset fails here, naming the valid ones
     if args.readme: readme_slot(args.readme)  # fail before the long run, not after
+    from pokecard.pipeline import run_pipeline
+    if failed := [r for r in run_pipeline(experiment, UPSTREAM_STAGES) if r.status == "failed"]:  # the stages the methods read, through the runner
+        raise PokecardError(f"stage {failed[0].stage} failed, so there is nothing to benchmark:\n{failed[0].detail}")
     if args.presets:
         from pokecard.photos import PhotoParams
         presets = [p.strip() for p in args.presets.split(",") if p.strip()]

@@ -12,8 +12,9 @@ from functools import lru_cache
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
-from .core import (Experiment, PokecardError, StageTimer, atomic_write, atomic_write_json, atomic_write_text, ensure_stage,
-                           get_logger, site_settings, stage_dir, write_manifest)
+from .core import PokecardError, StageTimer, atomic_write, atomic_write_json, atomic_write_text, get_logger, site_settings
+from .params import Experiment
+from .stages import register_stage, require_stage, stage_dir, write_manifest
 from .images import load_image, to_model_input, validate_card_id
 from .catalog import catalog_from_folder, catalog_from_class_folders, save_catalog, load_catalog, reprint_groups
 from .forge import forge_dataset
@@ -207,6 +208,7 @@ class DataBundle:
     @property
     def paths(self) -> dict: return {c: p[0] for c, p in zip(self.catalog.card_id, self.catalog.image_paths)}
 
+@register_stage("01_data", "data", headline="n_cards")
 def build_data(experiment:Experiment) -> Path:
     "Stage 01: catalog, splits, query photos and the manifest."
     timer, folder = StageTimer(), stage_dir(experiment, "01_data")
@@ -232,7 +234,7 @@ def build_data(experiment:Experiment) -> Path:
 
 def load_data(experiment:Experiment) -> DataBundle:
     "Stage 01's catalog, splits and queries (built first when missing or stale)."
-    folder = ensure_stage(experiment, "01_data")
+    folder = require_stage(experiment, "01_data")
     queries = pd.read_csv(folder/"queries.csv")
     validation = pd.read_csv(folder/"validation.csv") if (folder/"validation.csv").is_file() else None
     if validation is None: raise PokecardError(f"{folder} has no validation.csv (made by an older stage 01); rerun stage 01: pokecard run <params> --stages 01 --force")

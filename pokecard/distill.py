@@ -10,8 +10,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
-from .core import (Experiment, PokecardError, StageTimer, atomic_write, choose_device, ensure_stage, get_logger,
-                           stage_dir, stage_params_hash, write_manifest)
+from .core import PokecardError, StageTimer, atomic_write, choose_device, get_logger
+from .params import Experiment
+from .stages import register_stage, require_stage, stage_dir, stage_params_hash, write_manifest
 from torch import nn
 from .data import DataBundle, load_data, card_view, deploy_view, query_inputs
 from .metrics import retrieval_metrics
@@ -127,6 +128,7 @@ def load_student(path:Path, device:str="cpu"):
     model.load_state_dict(state["model"])
     return model.to(device).eval()
 
+# %% ../nbs/03_distill.ipynb #b5cbc099
 def freeze_leading_blocks(model, n_blocks:int):
     "Stop gradients in the backbone's stem and first `n_blocks` stages (EfficientNet layout); returns the trainable parameter count."
     backbone = model.backbone
@@ -152,6 +154,7 @@ class IdentityHead(nn.Module):
         logits = F.normalize(embeddings.float(), dim=1) @ F.normalize(self.weight, dim=1).T / self.temperature
         return F.cross_entropy(logits, cards)
 
+# %% ../nbs/03_distill.ipynb #68fe6528
 class StudentWithHead(nn.Module):
     "The student and its identity head as one module for the training loop; `forward(x)` is the student's embedding."
     def __init__(self, student:nn.Module, head:IdentityHead):
@@ -173,6 +176,7 @@ def stage1_loss(experiment:Experiment, student_embeddings:torch.Tensor, target:t
         parts["identity"] = float(identity)
     return loss, parts
 
+# %% ../nbs/03_distill.ipynb #b18e2ccf
 def train_student_stage1(experiment:Experiment, bundle:DataBundle, cache:TeacherCache, validation:RetrievalEvaluator, device:str, progress:bool=True):
     "Train a fresh student with `distill.objective`, the best epoch picked by `validation` (val_top1); returns (best student, its config, FitResult)."
     params, folder = experiment.distill, stage_dir(experiment, "03_distill")
@@ -234,6 +238,7 @@ def throughput_table(experiment:Experiment, bundle:DataBundle, cache:TeacherCach
     return pd.DataFrame(rows, columns=["what", "images_per_s"]).assign(device=device, batch=batch, frozen_blocks=params.freeze_blocks)
 
 # %% ../nbs/03_distill.ipynb #d7459b0d
+@register_stage("03_distill", "distill", headline="top1")
 def build_distill(experiment:Experiment) -> Path:
     "Stage 03: train (or resume) the stage-1 student, best epoch by validation; report it on the query split; write student_stage1.pt, curves and metrics."
     timer, device = StageTimer(), choose_device()
@@ -258,4 +263,4 @@ def build_distill(experiment:Experiment) -> Path:
 
 def load_stage1_student(experiment:Experiment, device:str="cpu"):
     "The stage-1 student (trained first when missing or stale)."
-    return load_student(ensure_stage(experiment, "03_distill")/"student_stage1.pt", device)
+    return load_student(require_stage(experiment, "03_distill")/"student_stage1.pt", device)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
-from .core import Experiment, PokecardError, StageTimer, choose_device, ensure_stage, get_logger, stage_dir, stage_params_hash, write_manifest
+from .core import PokecardError, StageTimer, choose_device, get_logger
+from .params import Experiment
+from .stages import register_stage, require_stage, stage_dir, stage_params_hash, write_manifest
 from .data import DataBundle, load_data, card_view, card_image, image_grid
 from .metrics import rank_references
 from .models import embed_images
@@ -143,6 +145,7 @@ def confusion_gallery(evaluator:RetrievalEvaluator, references:np.ndarray, queri
     return rows
 
 # %% ../nbs/04_hardneg.ipynb #41214cb8
+@register_stage("04_hardneg", "hardneg", headline="top1_reprints")
 def build_hardneg(experiment:Experiment) -> Path:
     "Stage 04: fine-tune on hard negatives, keep stage 2 only when better on validation; write student_stage2.pt (the deployed weights), the before/after table, curves, the confusion gallery."
     timer, device = StageTimer(), choose_device()
@@ -175,4 +178,4 @@ def build_hardneg(experiment:Experiment) -> Path:
 
 def load_stage2_student(experiment:Experiment, device:str="cpu"):
     "The deployed student of stage 04 (stage 2, or stage 1 when stage 2 was no better on validation); built first when missing or stale."
-    return load_student(ensure_stage(experiment, "04_hardneg")/"student_stage2.pt", device)
+    return load_student(require_stage(experiment, "04_hardneg")/"student_stage2.pt", device)

@@ -10,10 +10,12 @@ import argparse, json, time
 from pathlib import Path
 import numpy as np
 from PIL import Image
-from .core import PokecardError, StageTimer, ensure_stage, file_sha256, get_logger, stage_dir, write_manifest, project_root
+from .core import PokecardError, StageTimer, file_sha256, get_logger, project_root
+from .stages import register_stage, require_stage, stage_dir, write_manifest
 from .images import MIN_CARD_SIDE, ImageLoadError, load_image, log_skipped, scan_image_folder, to_model_input, validate_card_id
 from .export import cpu_session, embedder_interface, onnx_embed
-from .refdb import ReferenceDB, build_db, add_cards, remove_cards, benchmark_search, combine_updates, write_extra, remove_extra
+from .decision import thresholds_for
+from .refdb import ReferenceDB, set_thresholds, build_db, add_cards, remove_cards, benchmark_search, combine_updates, write_extra, remove_extra
 from .verify import KEYPOINTS_FILE, KeypointSettings, db_keypoint_settings, verification_update
 from .cardhash import CARD_HASHES_FILE, card_hash
 from .learned_finder import FINDER_FILE, check_finder_model
@@ -22,7 +24,7 @@ from .learned_finder import FINDER_FILE, check_finder_model
 __all__ = ['PREPROCESSING', 'MODEL_KINDS', 'card_crop', 'reference_view', 'EmbeddedCards', 'embed_cards', 'check_heights',
            'card_metadata', 'model_info', 'preprocessing_for', 'ReferenceFeatures', 'build_reference_db',
            'finder_extra', 'set_finder', 'keypoint_report', 'default_model', 'scans_and_metadata', 'run_thresholds',
-           'check_out_folder', 'index_main', 'search_report', 'build_index', 'reference_db_dir']
+           'check_out_folder', 'index_main', 'search_report', 'seal_thresholds', 'build_index', 'reference_db_dir']
 
 # %% ../nbs/06_index.ipynb #468c0916
 PREPROCESSING = {"fn": "pokecard.images.to_model_input", "size": 224, "resample": "bilinear"}
@@ -49,6 +51,7 @@ class EmbeddedCards:
         self.embeddings, self.card_ids, self.paths, self.skipped = embeddings, card_ids, paths, skipped
     def __len__(self): return len(self.card_ids)
 
+# %% ../nbs/06_index.ipynb #edff7cdc
 def embed_cards(model_path:Path, # an ONNX embedder: uint8 NHWC image -> embedding
                 images_by_card:dict, # card id -> its image files, best first (e.g. `images.scan_image_folder`)
                 every_image:bool=False, # False: each card's first readable image (a duplicate stands in for a corrupt one); True: all (few-shot photos)
@@ -87,6 +90,7 @@ def embed_cards(model_path:Path, # an ONNX embedder: uint8 NHWC image -> embeddi
     keep = ~zero
     return EmbeddedCards(embeddings[keep], [c for c, k in zip(card_ids, keep) if k], [p for p, k in zip(paths, keep) if k], skipped)
 
+# %% ../nbs/06_index.ipynb #2a3cea4b
 def check_heights(heights) -> tuple:
     "Reference heights as a tuple of ints >= 0 (0: the scan as it is), 0 first, no repeats."
     try: values = tuple(dict.fromkeys(int(h) for h in heights))
@@ -109,6 +113,7 @@ def preprocessing_for(model_path:Path, heights=(0,)) -> dict:
     size = int(embedder_interface(model_path)["size"] or PREPROCESSING["size"])
     return {**PREPROCESSING, "size": size, **({"reference_heights": list(map(int, heights))} if tuple(heights) != (0,) else {})}
 
+# %% ../nbs/06_index.ipynb #a2f3dc38
 class ReferenceFeatures:
     "An `embed_cards` callback that keeps what verification needs of each card image as it goes by (one decode per image): its ORB keypoints (with `settings`) and its card hash (with `hashes`)."
     def __init__(self, settings:KeypointSettings|None, # how to extract keypoints (the DB's own settings when it has them); None: no keypoints
@@ -132,7 +137,7 @@ def build_reference_db(images_by_card:dict, # card id -> its scan files, best fi
                        metadata:dict, # card id -> {name, set_id, ...}
                        model_path:Path, out_dir:Path, kind:str="onnx-int8", dtype:str="f16",
                        keypoints:bool=True, # also store each scan's ORB keypoints and card hash (geometric verification)
-                       thresholds:dict|None=None, # open-set thresholds chosen for this model (stage 07)
+                       thresholds:dict|None=None, # open-set thresholds chosen for this model (stage 06 chooses them on validation photos)
                        heights:tuple=(0,), # index each scan as it is (0) and shrunk to these card heights (px), one row each
                        finder:Path|None=None # a learned finder's .onnx to carry as the DB's `finder.onnx` (checked before any embedding)
                       ) -> tuple[Path, list[str]]:
@@ -150,6 +155,7 @@ def build_reference_db(images_by_card:dict, # card id -> its scan files, best fi
                                                 (lambda old_db, card_ids: {FINDER_FILE: carried_finder}) if carried_finder else None))
     return db, sorted(set(images_by_card) - set(embedded.card_ids))
 
+# %% ../nbs/06_index.ipynb #d21a8078
 def finder_extra(finder_path:Path # a learned finder's .onnx (fp32 or INT8, from `finder_training.export_finder`)
                 ) -> tuple[bytes, dict]:
     "A learned finder as a DB extra: its bytes and its manifest entry (role, interface, source file name), after `learned_finder.check_finder_model`."
@@ -167,7 +173,7 @@ def set_finder(db_dir:str|Path, # an existing reference DB
 
 def keypoint_report(db_dir:Path) -> dict:
     "Cards, keypoints and bytes of the DB's stored reference keypoints (empty when it has none)."
-    info = ReferenceDB.open(db_dir, verify="fast").manifest.get("extras", {}).get(KEYPOINTS_FILE)
+    info = ReferenceDB.open(db_dir, checksums="fast").manifest.get("extras", {}).get(KEYPOINTS_FILE)
     if info is None: return {}
     size = (Path(db_dir)/KEYPOINTS_FILE).stat().st_size
     return {"keypoint_cards": info["cards"], "keypoints": info["keypoints"], "keypoint_bytes": size, "keypoint_bytes_per_card": size / max(1, info["cards"])}
@@ -190,11 +196,14 @@ def scans_and_metadata(images:str|Path, metadata:str|Path|None) -> tuple[dict, d
     return scans, read_card_metadata(metadata, list(scans))
 
 def run_thresholds(model_path:Path) -> dict|None:
-    "The open-set thresholds stage 07 chose for a pipeline run's model (outputs/<run>/05_quantize/<model> → 07_umap/metrics.json)."
-    report = Path(model_path).resolve().parent.parent/"07_umap"/"metrics.json"
-    try: return json.loads(report.read_text())["thresholds"]
-    except (FileNotFoundError, KeyError, json.JSONDecodeError): return None
+    "The open-set thresholds a pipeline run sealed into its DB for this model (outputs/<run>/05_quantize/<model> → 06_index/db), when the DB carries this very model."
+    manifest = Path(model_path).resolve().parent.parent/"06_index"/"db"/"manifest.json"
+    try: values = json.loads(manifest.read_text())
+    except (FileNotFoundError, json.JSONDecodeError): return None
+    same_model = values.get("thresholds_model_sha256") == file_sha256(model_path)
+    return values.get("thresholds") if same_model else None
 
+# %% ../nbs/06_index.ipynb #4b1b77f6
 def check_out_folder(out:str|Path, images:str|Path) -> Path:
     "`--out` for `index build`: never the scans folder or a folder holding it (refdb refuses any other folder that is not a DB)."
     out_dir, images_dir = Path(out).resolve(), Path(images).resolve()
@@ -231,6 +240,7 @@ def _index_parser() -> argparse.ArgumentParser:
     finder.add_argument("--remove", action="store_true", help="drop the DB's learned finder (the recogniser goes back to the classic finder)")
     return parser
 
+# %% ../nbs/06_index.ipynb #c5a08e64
 def _build(args) -> str:
     check_out_folder(args.out, args.images)
     model = Path(args.model) if args.model else default_model()
@@ -252,6 +262,7 @@ def _set_finder(args) -> str:
     if args.remove: return f"removed the learned finder from {args.db}: the recogniser finds cards with the classic finder"
     return f"{args.db} now carries the learned finder {Path(args.finder).name} as {FINDER_FILE} (pokecard recognize --finder auto uses it)"
 
+# %% ../nbs/06_index.ipynb #5089c057
 def _add(args) -> str:
     db = ReferenceDB.open(args.db)
     model = Path(args.db)/db.manifest["model"]["file"]
@@ -306,8 +317,21 @@ def search_report(db:ReferenceDB, queries:np.ndarray, k:int=5, repeats:int=3) ->
                 db_bytes=int(sum(p.stat().st_size for p in Path(db.db_dir).iterdir() if p.is_file())), index_memory_bytes=int(db.index.memory_usage))
 
 # %% ../nbs/06_index.ipynb #bd42823d
+def seal_thresholds(db_dir:Path, session, bundle, image_size:int) -> tuple[dict|None, dict]:
+    "Choose the DB's open-set thresholds on the run's validation photos (embedded by the DB's model) and store them in the DB; None without validation photos."
+    from pokecard.data import query_inputs
+    if len(bundle.validation) == 0:
+        get_logger("index").warning("no validation photos (data.val_per_card = 0): the DB keeps the recogniser's placeholder thresholds")
+        return None, {}
+    db = ReferenceDB.open(db_dir)
+    validation = onnx_embed(session, query_inputs(bundle, image_size, "validation"))
+    thresholds, rates = thresholds_for(validation, list(bundle.validation.card_id), np.asarray(db.embeddings, np.float32), db.row_card_ids)
+    set_thresholds(db_dir, thresholds, model_sha256=db.manifest["model"]["sha256"])
+    return thresholds, rates
+
+@register_stage("06_index", "index", headline="recall1_hnsw_vs_exact")
 def build_index(experiment) -> Path:
-    "Stage 06: the reference DB of this run's cards with the deployable model, its search report and scale tests."
+    "Stage 06: the reference DB of this run's cards with the deployable model, sealed with its open-set thresholds (chosen on validation photos); its search report and scale tests."
     from pokecard.data import load_data
     from pokecard.quantize import deployable_model
     timer = StageTimer()
@@ -316,17 +340,20 @@ def build_index(experiment) -> Path:
     scans = {c: list(p) for c, p in zip(bundle.catalog.card_id, bundle.catalog.image_paths)}
     db_dir, skipped = build_reference_db(scans, card_metadata(bundle.catalog), model, folder/"db", MODEL_KINDS.get(experiment.index.model, "hailo"),
                                          experiment.index.dtype, experiment.index.keypoints, heights=experiment.index.reference_heights)
-    db = ReferenceDB.open(db_dir)
     from pokecard.data import query_inputs
-    queries = onnx_embed(cpu_session(model), query_inputs(bundle, experiment.data.image_size))
+    session = cpu_session(model)
+    thresholds, threshold_rates = seal_thresholds(db_dir, session, bundle, experiment.data.image_size)
+    db = ReferenceDB.open(db_dir)
+    queries = onnx_embed(session, query_inputs(bundle, experiment.data.image_size))
     report = search_report(db, queries)
     scale = [benchmark_search(n, dim=db.dim, dtype=experiment.index.dtype, seed=experiment.seed) for n in experiment.index.scale_tests]
-    metrics = {**report, **keypoint_report(db_dir), "n_cards_indexed": len(db), "n_skipped": len(skipped)}
-    data_files = [p for p in sorted(db_dir.iterdir()) if p.is_file() and p.name != "manifest.json"]  # stage 07 adds thresholds to manifest.json
-    write_manifest(experiment, "06_index", inputs=[model, bundle.folder/"catalog.parquet"], outputs=data_files,
-                   metrics=metrics, wall_s=timer.seconds, extra={"scale_tests": scale, "skipped": skipped, "db": str(db_dir)})
+    metrics = {**report, **keypoint_report(db_dir), "n_cards_indexed": len(db), "n_skipped": len(skipped),
+               **{k: v for k, v in threshold_rates.items() if isinstance(v, (int, float))}}
+    db_files = [p for p in sorted(db_dir.iterdir()) if p.is_file()]  # the sealed DB, its manifest (and thresholds) included
+    write_manifest(experiment, "06_index", inputs=[model, bundle.folder/"catalog.parquet"], outputs=db_files, metrics=metrics, wall_s=timer.seconds,
+                   extra={"scale_tests": scale, "skipped": skipped, "db": str(db_dir), "thresholds": thresholds, "threshold_rates": threshold_rates})
     return folder
 
 def reference_db_dir(experiment) -> Path:
-    "This run's reference DB (built first when missing or stale)."
-    return ensure_stage(experiment, "06_index")/"db"
+    "This run's reference DB (stage 06 must be up to date)."
+    return require_stage(experiment, "06_index")/"db"

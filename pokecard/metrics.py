@@ -1,4 +1,4 @@
-"""Top-k accuracy of card retrieval, overall and on the subsets the architecture names (reprints, held-out sets), with numpy only.
+"""The one ranking engine: scores to ranked cards, and top-k accuracy overall and on the subsets the architecture names (reprints, held-out sets). numpy only.
 
 Docs: https://pokecard.github.io/pokecard/metrics.html.md"""
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 # %% auto #0
-__all__ = ['l2_normalise', 'rank_references', 'retrieval_metrics']
+__all__ = ['l2_normalise', 'cosine_scores', 'rank_cards', 'rank_references', 'ranking_metrics', 'retrieval_metrics']
 
 # %% ../nbs/00d_metrics.ipynb #a21d3b5d
 def l2_normalise(vectors:np.ndarray) -> np.ndarray:
@@ -18,36 +18,49 @@ def l2_normalise(vectors:np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
 
+def cosine_scores(query_embeddings:np.ndarray, reference_embeddings:np.ndarray) -> np.ndarray:
+    "(n_queries, n_refs) cosine similarities."
+    return l2_normalise(query_embeddings) @ l2_normalise(reference_embeddings).T
+
+def rank_cards(scores:np.ndarray, # (n_queries, n_refs) scores, higher = more alike; -inf = excluded
+               k:int=5,           # how many to keep
+               seed:int|None=0    # ties broken at random with this seed (fair to discrete scores such as hash distances); None: by column order, faster
+              ) -> np.ndarray:
+    "Column indices (n_queries, k) of the highest scores of each row, best first: the one ranking every evaluation uses."
+    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    k = min(k, scores.shape[1])
+    if seed is None:
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        return np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable"), 1)
+    tie_break = np.random.default_rng(seed).random(scores.shape)
+    return np.lexsort((tie_break, -scores), axis=-1)[:, :k]
+
 def rank_references(query_embeddings:np.ndarray, # (n_queries, dim)
                     reference_embeddings:np.ndarray, # (n_refs, dim)
                     k:int=5 # how many to keep
                    ) -> tuple[np.ndarray, np.ndarray]:
     "Indices and cosine similarities of the `k` most similar references for each query (exact search)."
-    similarity = l2_normalise(query_embeddings) @ l2_normalise(reference_embeddings).T
-    k = min(k, similarity.shape[1])
-    top = np.argpartition(-similarity, k-1, axis=1)[:, :k]
-    order = np.take_along_axis(similarity, top, 1).argsort(axis=1)[:, ::-1]
-    top = np.take_along_axis(top, order, 1)
+    similarity = cosine_scores(query_embeddings, reference_embeddings)
+    top = rank_cards(similarity, k, seed=None)
     return top, np.take_along_axis(similarity, top, 1)
 
+
 # %% ../nbs/00d_metrics.ipynb #6c37c0d9
-def retrieval_metrics(query_embeddings:np.ndarray, # (n_queries, dim)
-                      query_card_ids:list[str],    # true card of each query
-                      reference_embeddings:np.ndarray, # (n_refs, dim)
-                      reference_card_ids:list[str],    # card of each reference row
-                      names:dict[str, str]|None=None,  # card_id -> Pokémon name, for top1_name/top1_reprints
-                      heldout_card_ids:set|None=None,  # cards of sets never trained on
-                      prefix:str="" # prefix for every key, e.g. "teacher_"
-                     ) -> dict:
-    "top1/top5 (exact printing), top1_name, top1_reprints, top1_heldout_sets and query counts."
-    top, _ = rank_references(query_embeddings, reference_embeddings, k=5)
-    predicted = np.asarray(reference_card_ids, dtype=object)[top]
+def ranking_metrics(scores:np.ndarray, # (n_queries, n_refs) scores, higher = more alike
+                    query_card_ids:list[str],    # true card of each query
+                    reference_card_ids:list[str], # card of each reference column
+                    names:dict[str, str]|None=None,  # card_id -> Pokémon name, for top1_name/top1_reprints
+                    heldout_card_ids:set|None=None,  # cards of sets never trained on
+                    prefix:str="", # prefix for every key, e.g. "teacher_"
+                    seed:int|None=0 # tie-break of `rank_cards`
+                   ) -> dict:
+    "top1/top5 (exact printing), top1_name, top1_reprints, top1_heldout_sets and query counts from a score matrix."
+    predicted = np.asarray(reference_card_ids, dtype=object)[rank_cards(scores, 5, seed)]
     truth = np.asarray(query_card_ids, dtype=object)
     hit1, hit5 = predicted[:, 0] == truth, (predicted == truth[:, None]).any(axis=1)
     metrics = {"top1": float(hit1.mean()), "top5": float(hit5.mean()), "n_queries": int(len(truth))}
     if names:
-        name_hit = np.array([names.get(p) == names.get(t) for p, t in zip(predicted[:, 0], truth)])
-        metrics["top1_name"] = float(name_hit.mean())
+        metrics["top1_name"] = float(np.mean([names.get(p) == names.get(t) for p, t in zip(predicted[:, 0], truth)]))
         counts = {}
         for card in set(reference_card_ids): counts[names.get(card)] = counts.get(names.get(card), 0) + 1
         reprint = np.array([counts.get(names.get(t), 0) > 1 for t in truth])
@@ -56,3 +69,15 @@ def retrieval_metrics(query_embeddings:np.ndarray, # (n_queries, dim)
         heldout = np.array([t in heldout_card_ids for t in truth])
         if heldout.any(): metrics.update(top1_heldout_sets=float(hit1[heldout].mean()), n_heldout_queries=int(heldout.sum()))
     return {f"{prefix}{k}": v for k, v in metrics.items()}
+
+def retrieval_metrics(query_embeddings:np.ndarray, # (n_queries, dim)
+                      query_card_ids:list[str],    # true card of each query
+                      reference_embeddings:np.ndarray, # (n_refs, dim)
+                      reference_card_ids:list[str],    # card of each reference row
+                      names:dict[str, str]|None=None,  # card_id -> Pokémon name, for top1_name/top1_reprints
+                      heldout_card_ids:set|None=None,  # cards of sets never trained on
+                      prefix:str="" # prefix for every key, e.g. "teacher_"
+                     ) -> dict:
+    "`ranking_metrics` of embeddings: cosine similarity, ties by reference order."
+    return ranking_metrics(cosine_scores(query_embeddings, reference_embeddings), query_card_ids, reference_card_ids, names, heldout_card_ids, prefix, seed=None)
+

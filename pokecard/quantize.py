@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import Experiment, PokecardError, StageTimer, choose_device, ensure_stage, get_logger, site_settings, stage_dir, write_manifest
+from .core import PokecardError, StageTimer, choose_device, get_logger, site_settings
+from .params import Experiment
+from .stages import register_stage, require_stage, stage_dir, write_manifest
 from .data import load_data, card_view
 from .distill import RetrievalEvaluator
 from .hardneg import load_stage2_student
@@ -38,6 +40,7 @@ def try_compile_hailo(experiment:Experiment, onnx_path:Path, calib_path:Path, ou
     except PokecardError as error: return {"hef": None, "reason": str(error)}
 
 # %% ../nbs/05_quantize.ipynb #ee5714f3
+@register_stage("05_quantize", "quantize", headline="int8_top1_drop")
 def build_quantize(experiment:Experiment) -> Path:
     "Stage 05: ONNX fp32 + INT8 + calibration set (+ HEF), parity and accuracy reports, latency table."
     timer = StageTimer()
@@ -70,7 +73,7 @@ def build_quantize(experiment:Experiment) -> Path:
 
 def deployable_model(experiment:Experiment, kind:str="int8") -> Path:
     "The model the index and the Pi use: int8 (default), fp32 or hailo."
-    folder = ensure_stage(experiment, "05_quantize")
+    folder = require_stage(experiment, "05_quantize")
     path = {"int8": folder/"student_int8.onnx", "fp32": folder/"student.onnx"}.get(kind) or next(folder.glob("*.hef"), None)
     if path is None or not Path(path).is_file(): raise PokecardError(f"no {kind} model in {folder}; the HEF needs the Hailo Dataflow Compiler (see the stage's manifest)")
     return Path(path)

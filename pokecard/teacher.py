@@ -10,8 +10,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import (Experiment, PokecardError, StageTimer, atomic_write, atomic_write_json, choose_device, ensure_stage, file_sha256,
-                           get_logger, json_sha256, stage_dir, write_manifest)
+from .core import PokecardError, StageTimer, atomic_write, atomic_write_json, choose_device, file_sha256, get_logger, json_sha256
+from .params import Experiment
+from .stages import register_stage, require_stage, stage_dir, write_manifest
 from .data import DataBundle, load_data, card_view, query_inputs
 from .metrics import retrieval_metrics
 from .models import load_teacher, embed_images
@@ -146,6 +147,7 @@ def compare_teachers(bundle:DataBundle, specs:list[str], size:int=224, batch_siz
     return pd.DataFrame(rows)
 
 # %% ../nbs/02_teacher.ipynb #f3dcbeb9
+@register_stage("02_teacher", "teacher", headline="teacher_top1")
 def build_teacher(experiment:Experiment) -> Path:
     "Stage 02: the teacher cache and report, with the manifest."
     timer, device = StageTimer(), choose_device()
@@ -162,5 +164,5 @@ def build_teacher(experiment:Experiment) -> Path:
 
 def load_teacher_cache(experiment:Experiment) -> TeacherCache:
     "Stage 02's cache (built first when missing or stale)."
-    ensure_stage(experiment, "02_teacher")
+    require_stage(experiment, "02_teacher")
     return teacher_embeddings(experiment, load_data(experiment))

@@ -3,9 +3,13 @@ import json
 from pathlib import Path
 import cv2, numpy as np, pandas as pd, pytest
 from PIL import Image
-from pokecard.bench import (BENCH_COLUMNS, EmbeddingMethod, ORBMethod, PHashMethod, VerifiedMethod, benchmark_methods, build_methods, choose_queries,
-                            markdown_table, open_set_stats, plot_bench, rank_cards, ranking_metrics)
-from pokecard.core import PokecardError, STAGES, load_params, project_root, stale_reason
+from pokecard.bench import BENCH_COLUMNS, EmbeddingMethod, ORBMethod, PHashMethod, VerifiedMethod, benchmark_methods, build_methods, choose_queries, markdown_table, plot_bench
+from pokecard.decision import open_set_stats
+from pokecard.metrics import rank_cards, ranking_metrics
+from pokecard.core import PokecardError, project_root
+from pokecard.params import load_params
+from pokecard.stages import stale_reason
+from pokecard.pipeline import load_stages
 from pokecard.forge import forge_catalog, render_card
 from pokecard.photos import PhotoParams, simulate_crop
 
@@ -118,7 +122,7 @@ def test_bad_inputs(cards):
     with pytest.raises(PokecardError, match="reference images but"): PHashMethod().fit(scans, ids[:-1])
     with pytest.raises(PokecardError, match="distinct"): PHashMethod().fit(scans[:2], [ids[0], ids[0]])
     with pytest.raises(PokecardError, match="call fit"): PHashMethod().scores(scans[0])
-    with pytest.raises(PokecardError, match="RGB image"): thumbnails().fit(scans, ids).scores(np.zeros((10, 10), np.uint8))
+    with pytest.raises(PokecardError, match="uint8 image array"): thumbnails().fit(scans, ids).scores(np.zeros((10, 10), np.float32))  # grey uint8 is fine (pokecard.images.rgb_array, the one coercion); floats are not
     with pytest.raises(PokecardError, match="unknown method"): build_methods(None, ["int8", "sift"])
     with pytest.raises(PokecardError, match="at least one simulated"): benchmark_methods([PHashMethod()], scans, ids, scans[:1], ids[:1], ["real_photo"])
     with pytest.raises(PokecardError, match="same length"): benchmark_methods([PHashMethod()], scans, ids, scans[:2], ids[:1])
@@ -133,7 +137,7 @@ def test_choose_queries_keeps_real_photos():
 
 def _ci_ready():
     experiment = load_params(ROOT/"params"/"ci.yaml")
-    return experiment if all(stale_reason(experiment, s.name) is None for s in STAGES[:6]) else None
+    return experiment if all(stale_reason(experiment, s.name) is None for s in load_stages()[:6]) else None
 
 
 def test_bench_cli_on_ci(tmp_path, capsys):

@@ -8,7 +8,8 @@ from pokecard.cardhash import CARD_HASHES_FILE, CardHashes, card_hash, db_card_h
 from pokecard.finder import find_cards, rectify
 from pokecard.forge import forge_catalog, render_card
 from pokecard.photos import PhotoParams, simulate_crop
-from pokecard.pi import Recognizer, thumbnail_model
+from pokecard.pi import Recognizer
+from pokecard.testing import thumbnail_model
 from pokecard.refdb import Hit, ReferenceDB
 from pokecard.verify import KeypointSettings, Verifier, keypoints_blob, load_keypoints
 
@@ -75,7 +76,7 @@ def test_hash_candidates_rescue_a_card_the_embedding_missed(kit):
     without = verifier(kit, hashes=False).decide(card, hits, "uncertain", "auto", lookup)
     assert without[0][0].card_id != target and target not in [h.card_id for h in without[0]]
     checker = verifier(kit, hashes=True)
-    shortlist = checker.shortlist(card, hits, lookup)
+    shortlist = checker._shortlist(card, hits, lookup)  # the candidates, before verification
     assert [h.card_id for h in shortlist[:5]] == wrong[:5] and target in [h.card_id for h in shortlist[5:10]]
     ids = [h.card_id for h in shortlist]
     assert len(ids) == len(set(ids)) == len(set(wrong) | set(ids[5:10]))  # each card once: the embedding's sixth only if the hash did not add it

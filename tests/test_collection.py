@@ -6,7 +6,7 @@ from pokecard.cli import main
 from pokecard.collection import (APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, Collection, connect, migrate, read_entries, teach)
 from pokecard.forge import forge_catalog, render_card
 from pokecard.index import build_reference_db
-from pokecard.pi import thumbnail_model
+from pokecard.testing import thumbnail_model
 from pokecard.refdb import ReferenceDB
 
 FORBIDDEN = ("torch", "torchvision", "timm", "transformers", "sklearn", "umap", "matplotlib", "pandas", "onnx", "scipy")

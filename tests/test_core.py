@@ -2,8 +2,9 @@
 import json, os, subprocess, sys, textwrap
 from pathlib import Path
 import pytest
-from pokecard.core import (PokecardError, load_params, site_settings, atomic_write_json, Experiment, STAGES,
-                           experiment_from_dict, params_dict)
+from pokecard.core import PokecardError, site_settings, atomic_write_json
+from pokecard.params import load_params, Experiment, experiment_from_dict, params_dict
+from pokecard.pipeline import load_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,6 +74,8 @@ def test_atomic_write_survives_a_killed_process(tmp_path):
     atomic_write_json(target, {"version": 3})
     assert json.loads(target.read_text()) == {"version": 3}
 
-def test_stage_table_is_ordered_and_unique():
-    names = [s.name for s in STAGES]
-    assert names == sorted(names) and len(set(names)) == len(names)
+def test_stage_registry_is_ordered_and_unique():
+    stages = load_stages()
+    names, sections = [s.name for s in stages], [s.section for s in stages]
+    assert names == sorted(names) and len(set(names)) == len(names) == len(set(sections)) == 8
+    assert all(s.builder.__name__ == f"build_{s.section}" for s in stages)

@@ -1,11 +1,12 @@
 """A DB change is one commit: a crash injected before *every* write step of `pokecard index build|add|add --replace|remove`
-and of the stage-07 threshold write leaves either the old DB or the new one, whole and consistent, never a mix."""
+and of the threshold seal (stage 06) leaves either the old DB or the new one, whole and consistent, never a mix."""
 import json, shutil, subprocess, sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import pytest
+from pokecard.core import file_sha256
 from pokecard.forge import forge_catalog, render_card
-from pokecard.pi import thumbnail_model
+from pokecard.testing import thumbnail_model
 from pokecard.index import index_main
 from pokecard import refdb
 from pokecard.refdb import ReferenceDB
@@ -16,7 +17,7 @@ THRESHOLDS = {"match_similarity": 0.75, "match_margin": 0.1, "uncertain_similari
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    "Scans of 6 forged cards (4 in the first DB, 2 arriving later), a model inside a run folder whose stage 07 chose thresholds, the first DB."
+    "Scans of 6 forged cards (4 in the first DB, 2 arriving later), a model inside a run folder whose stage-06 DB was sealed with thresholds for it, the first DB."
     root = tmp_path_factory.mktemp("crash")
     cards = forge_catalog(6, 2, seed=3)
     for folder, chosen in (("scans", cards[:4]), ("new_set", cards[4:])):
@@ -24,9 +25,9 @@ def world(tmp_path_factory):
         for card in chosen: render_card(card).save(root/folder/f"{card.card_id}.png")
     (root/"rescan").mkdir()  # a new scan for a card already indexed (another card's artwork under its id)
     render_card(cards[5]).save(root/"rescan"/f"{cards[0].card_id}.png")
-    (root/"run"/"05_quantize").mkdir(parents=True); (root/"run"/"07_umap").mkdir()
+    (root/"run"/"05_quantize").mkdir(parents=True); (root/"run"/"06_index"/"db").mkdir(parents=True)
     model = thumbnail_model(root/"run"/"05_quantize"/"student_int8.onnx")
-    (root/"run"/"07_umap"/"metrics.json").write_text(json.dumps({"thresholds": THRESHOLDS}))
+    (root/"run"/"06_index"/"db"/"manifest.json").write_text(json.dumps({"thresholds": THRESHOLDS, "thresholds_model_sha256": file_sha256(model)}))
     base = root/"base"/"db"
     assert index_main(["build", "--images", str(root/"scans"), "--model", str(model), "--out", str(base), "--no-keypoints"]) == 0
     return dict(root=root, cards=[c.card_id for c in cards], model=model, base=base)
@@ -34,7 +35,7 @@ def world(tmp_path_factory):
 
 def db_state(db_dir:Path):
     "Everything a DB says (every file's checksum but the manifest's timestamps, thresholds, cards); opened with full checks."
-    db = ReferenceDB.open(db_dir, verify="full")
+    db = ReferenceDB.open(db_dir, checksums="full")
     files = sorted((name, entry["sha256"]) for name, entry in db.manifest["files"].items())
     return files, db.thresholds, sorted(db.card_ids)
 
@@ -47,7 +48,7 @@ def jobs(world) -> dict:
             "add --replace": job("add", "--db", "{db}", "--images", str(root/"rescan"), "--replace"),
             "remove": job("remove", "--db", "{db}", cards[1], cards[2]),
             "add, no renameat2": {**job("add", "--db", "{db}", "--images", str(root/"new_set")), "no_exchange": True},
-            "stage-07 thresholds": {"db": "{db}", "thresholds": {**THRESHOLDS, "match_similarity": 0.9}}}
+            "threshold seal": {"db": "{db}", "thresholds": {**THRESHOLDS, "match_similarity": 0.9}}}
 
 
 def run_child(job:dict, db:Path, crash_at:int) -> subprocess.CompletedProcess:
@@ -69,7 +70,7 @@ def start(world, tmp_path_factory):
     return fresh_copy(world, tmp_path_factory.mktemp("start"))
 
 
-@pytest.mark.parametrize("operation", ["build", "add", "add --replace", "remove", "add, no renameat2", "stage-07 thresholds"])
+@pytest.mark.parametrize("operation", ["build", "add", "add --replace", "remove", "add, no renameat2", "threshold seal"])
 def test_a_crash_before_any_write_step_leaves_the_old_or_the_new_db(world, start, tmp_path, operation):
     job = jobs(world)[operation]
     before = db_state(start)

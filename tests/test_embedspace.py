@@ -4,11 +4,8 @@ from pathlib import Path
 import numpy as np, pytest
 from PIL import Image
 from pokecard.core import PokecardError
-from pokecard.embedspace import (synthetic_space, align_catalog, subsample_rows, reprint_groups, plot_map, pca_map, tsne_map,
-                                 umap_map, umap_coords, pca_coords, tsne_coords, distance_stats, decide, decide_many,
-                                 check_thresholds, margin_stats, unknown_stats, choose_thresholds, threshold_report,
-                                 plot_thresholds, confusable_pairs, near_duplicate_pairs, confusable_gallery, kmeans_report,
-                                 isolation_review, review_gallery, knn_distance)
+from pokecard.embedspace import align_catalog, subsample_rows, reprint_groups, plot_map, pca_map, tsne_map, umap_map, umap_coords, pca_coords, tsne_coords, distance_stats, plot_thresholds, confusable_pairs, near_duplicate_pairs, confusable_gallery, kmeans_report, isolation_review, review_gallery, knn_distance
+from pokecard.decision import synthetic_space, decide, decide_many, check_thresholds, margin_stats, unknown_stats, choose_thresholds, threshold_report
 
 RULE = {"match_similarity": 0.9, "match_margin": 0.05, "uncertain_similarity": 0.7}
 
@@ -22,14 +19,15 @@ def is_png(path):
     with Image.open(path) as image: return image.format == "PNG" and min(image.size) > 100
 
 
-def test_import_pulls_no_heavy_modules():
-    "The Pi imports `decide` from here: no torch, sklearn, umap, matplotlib or pandas may come with it."
-    code = ("import sys, json; import pokecard.embedspace as e; "
+@pytest.mark.parametrize("module", ["pokecard.decision", "pokecard.embedspace"])
+def test_import_pulls_no_heavy_modules(module):
+    "The Pi imports `decide` from pokecard.decision: no torch, sklearn, umap, matplotlib or pandas may come with it (nor with importing the analysis module)."
+    code = (f"import sys, json; import {module}; from pokecard.decision import decide; "
             "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sklearn', 'umap', 'matplotlib', 'pandas', 'numba', 'scipy'}); "
-            "print(json.dumps([heavy, e.decide(0.95, 0.5, {'match_similarity': .9, 'match_margin': .05, 'uncertain_similarity': .7})]))")
+            "print(json.dumps([heavy, decide(0.95, 0.5, {'match_similarity': .9, 'match_margin': .05, 'uncertain_similarity': .7})]))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     heavy, decision = json.loads(result.stdout.strip().splitlines()[-1])
-    assert heavy == [], f"importing pokecard.embedspace imported {heavy}"
+    assert heavy == [], f"importing {module} imported {heavy}"
     assert decision == "match"
 
 

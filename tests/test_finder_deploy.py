@@ -11,12 +11,13 @@ from pokecard.forge import forge_catalog, render_card
 from pokecard.images import to_model_input
 from pokecard.learned_finder import FINDER_FILE, LearnedFinder, finder_input, fixed_maps_finder
 from pokecard.photos import PhotoParams, simulate_scene
-from pokecard.pi import OnnxEmbedder, Recognizer, thumbnail_model
+from pokecard.pi import OnnxEmbedder, Recognizer
+from pokecard.testing import thumbnail_model
 from pokecard.refdb import ReferenceDB, build_db, write_extra
 
 FORBIDDEN = ("torch", "torchvision", "timm", "transformers", "sklearn", "umap", "matplotlib", "pandas", "onnx", "scipy")
-PI_MODULES = {"pokecard.core", "pokecard.images", "pokecard.finder", "pokecard.refdb", "pokecard.embedspace", "pokecard.metrics",
-              "pokecard.verify", "pokecard.cardhash", "pokecard.pi", "pokecard.export", "pokecard.learned_finder"}  # test_pi's set, plus the learned finder
+PI_MODULES = {"pokecard.core", "pokecard.images", "pokecard.finder", "pokecard.refdb", "pokecard.decision", "pokecard.metrics",
+              "pokecard.verify", "pokecard.cardhash", "pokecard.pi", "pokecard.pi.embedders", "pokecard.pi.recognizer", "pokecard.pi.camera", "pokecard.pi.cli", "pokecard.export", "pokecard.learned_finder"}  # test_pi's set, plus the learned finder
 
 
 def scene_maps(photo:np.ndarray, quads:list) -> np.ndarray:
@@ -121,8 +122,8 @@ def test_corrupt_finder_is_refused_on_open(demo):
     data = bytearray((db/FINDER_FILE).read_bytes()); data[len(data)//2] ^= 0xFF
     (db/FINDER_FILE).write_bytes(bytes(data))  # same size, one byte changed
     with pytest.raises(PokecardError, match=r"finder\.onnx fails its sha256 check.*index set-finder --db"): ReferenceDB.open(db)
-    with pytest.raises(PokecardError, match=r"fails its sha256 check.*index set-finder"): Recognizer(db, verify="none")  # checked on load, like the model
-    assert Recognizer(db, verify="none", finder="classic").finder == "classic"  # classic never reads it
+    with pytest.raises(PokecardError, match=r"fails its sha256 check.*index set-finder"): Recognizer(db, checksums="none")  # checked on load, like the model
+    assert Recognizer(db, checksums="none", finder="classic").finder == "classic"  # classic never reads it
     code, _, err = run(["recognize", str(demo.photo_path), "--db", str(db)])
     assert code == 2 and "sha256" in err and "set-finder" in err
     assert run(["index", "set-finder", "--db", str(db), str(demo.finder)])[0] == 0  # the way out works on the damaged DB

@@ -3,7 +3,8 @@ import subprocess, sys
 import numpy as np, pytest
 from pokecard.forge import forge_catalog, render_card
 from pokecard.photos import PhotoParams, simulate_scene
-from pokecard.pi import Recognizer, thumbnail_model
+from pokecard.pi import Recognizer
+from pokecard.testing import thumbnail_model
 from pokecard.refdb import ReferenceDB
 from pokecard.verify import Verifier
 from pokecard.index import index_main

@@ -8,7 +8,7 @@ from PIL import Image
 from pokecard.cli import main
 from pokecard.forge import forge_catalog, render_card
 from pokecard.photos import PhotoParams, simulate_scene
-from pokecard.pi import thumbnail_model
+from pokecard.testing import thumbnail_model
 from pokecard.refdb import ReferenceDB
 
 

@@ -89,7 +89,7 @@ def test_lab_lists_the_notebooks_and_runs_pokecard_in_a_kernel(lab):
     listing = client.get("/api/contents")
     assert listing.status_code == 200, listing.text
     names = {item["name"] for item in listing.json()["content"]}
-    assert {"00_core.ipynb", "00b_pipeline.ipynb", "01_data.ipynb"} <= names
+    assert {"00_core.ipynb", "00j_pipeline.ipynb", "01_data.ipynb"} <= names
     assert names >= {p.name for p in NBS.glob("[0-9]*.ipynb")}
     assert client.get("/api/contents/01_data.ipynb").json()["type"] == "notebook"
     assert httpx.get(f"http://127.0.0.1:{lab['port']}/api/contents", params={"token": "wrong"}).status_code == 403  # a fresh client: no login cookie

@@ -2,8 +2,9 @@
 import dataclasses
 from pathlib import Path
 import pytest
-from pokecard.core import (PARAM_CHECKS, PHOTO_PRESET_NAMES, STAGE_PARAMS, Experiment, Items, PokecardError, Range, RunName,
-                           experiment_from_dict, load_params, run_dir)
+from pokecard.core import PokecardError
+from pokecard.params import PARAM_CHECKS, PHOTO_PRESET_NAMES, STAGE_PARAMS, Experiment, Items, Range, RunName, experiment_from_dict, load_params
+from pokecard.stages import run_dir
 
 
 def refusal(path: Path) -> str:

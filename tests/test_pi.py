@@ -12,9 +12,8 @@ from pokecard.forge import forge_catalog, render_card
 from pokecard.photos import PhotoParams, simulate_crop, simulate_scene
 from pokecard import pi
 from pokecard.verify import add_keypoints_to_db
-from pokecard.pi import (CardTracker, Candidate, HailoEmbedder, LATENCY_STEPS, OVERLAY_COLOURS, OnnxEmbedder, RecognizedCard, Recognizer,
-                         TrackedCard, bench_latency_main, camera_main, draw_overlay, model_entry, reading_changes, recognize_main,
-                         thumbnail_model, to_dict, to_json)
+from pokecard.pi import CardTracker, Candidate, HailoEmbedder, LATENCY_STEPS, OVERLAY_COLOURS, OnnxEmbedder, RecognizedCard, Recognizer, TrackedCard, bench_latency_main, camera_main, draw_overlay, model_entry, reading_changes, recognize_main, to_dict, to_json
+from pokecard.testing import thumbnail_model
 
 PREPROCESSING = {"fn": "pokecard.images.to_model_input", "size": 224, "resample": "bilinear"}
 FORBIDDEN = ("torch", "torchvision", "timm", "transformers", "sklearn", "umap", "matplotlib", "pandas", "onnx", "scipy")
@@ -88,8 +87,8 @@ print(sorted(m for m in sys.modules if m.startswith('pokecard.')))
     done = subprocess.run([sys.executable, "-c", code, str(demo.verified_db), str(demo.photo_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     modules = set(eval(done.stdout.strip().splitlines()[-1]))
-    assert modules <= {"pokecard.core", "pokecard.images", "pokecard.finder", "pokecard.refdb", "pokecard.embedspace", "pokecard.metrics",
-                       "pokecard.verify", "pokecard.cardhash", "pokecard.pi", "pokecard.export"}, modules  # export: the torch-free embedder_interface (tests/test_export.py)
+    assert modules <= {"pokecard.core", "pokecard.images", "pokecard.finder", "pokecard.refdb", "pokecard.decision", "pokecard.metrics",
+                       "pokecard.verify", "pokecard.cardhash", "pokecard.pi", "pokecard.pi.embedders", "pokecard.pi.recognizer", "pokecard.pi.camera", "pokecard.pi.cli", "pokecard.export"}, modules  # export: the torch-free embedder_interface (tests/test_export.py)
 
 
 # --- recognition --------------------------------------------------------------------------------------------------------
@@ -242,9 +241,9 @@ def test_model_file_corrupted(demo, tmp_path):
     db = make_db(tmp_path / "db", demo.model, demo.scans)
     (db / "model.onnx").write_bytes(b"garbage" + (db / "model.onnx").read_bytes()[7:])
     with pytest.raises(PokecardError, match="sha256"):
-        Recognizer(db)  # verify="full": the DB's own checksum
+        Recognizer(db)  # checksums="full": the DB's own checksum
     with pytest.raises(PokecardError, match="sha256"):
-        Recognizer(db, verify="none")  # the model's sha256 is checked regardless
+        Recognizer(db, checksums="none")  # the model's sha256 is checked regardless
 
 
 def test_dimension_mismatch(demo, tmp_path):
@@ -504,7 +503,7 @@ def test_overlay_draws_without_touching_the_frame():
     assert not frame.any() and drawn.shape == frame.shape
     assert tuple(drawn[200, 10]) == OVERLAY_COLOURS["match"] and tuple(drawn[200, 300]) == OVERLAY_COLOURS["pending"]
     assert (drawn[:40] == OVERLAY_COLOURS["match"]).all(-1).any()  # the label above the card
-    assert pi.overlay_label(cards[0]) == "Flabébé 0.91" and pi._ascii("Flabébé") == "Flabebe"
+    assert pi.overlay_label(cards[0]) == "Flabébé 0.91" and __import__("pokecard.pi.camera", fromlist=["_ascii"])._ascii("Flabébé") == "Flabebe"
 
 
 def test_reading_changes_are_announced_once():

@@ -16,14 +16,16 @@ def toy_notebook(path: Path, body: str):
 
 DATA_BODY = """
 from pokecard.pipeline import notebook_experiment
-from pokecard.core import stage_dir, write_manifest, atomic_write_text
+from pokecard.core import atomic_write_text
+from pokecard.stages import stage_dir, write_manifest
 P = notebook_experiment(run=run, seed=seed, extends=extends, data=data)
 out = atomic_write_text(stage_dir(P, "01_data")/"catalog.csv", f"card_id\\n" + "\\n".join(f"c-{i}" for i in range(P.data.n_cards)))
 write_manifest(P, "01_data", outputs=[out], metrics={"n_cards": P.data.n_cards})
 """
 TEACHER_BODY = """
 from pokecard.pipeline import notebook_experiment
-from pokecard.core import stage_dir, write_manifest, atomic_write_text
+from pokecard.core import atomic_write_text
+from pokecard.stages import stage_dir, write_manifest
 P = notebook_experiment(run=run, seed=seed, extends=extends, data=data, teacher=teacher)
 if P.teacher.batch_size == 13: raise ValueError("unlucky batch size 13")
 catalog = stage_dir(P, "01_data")/"catalog.csv"

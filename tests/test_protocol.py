@@ -2,7 +2,8 @@
 import dataclasses
 import numpy as np, pandas as pd, pytest
 from PIL import Image
-from pokecard.core import Experiment, PokecardError
+from pokecard.core import PokecardError
+from pokecard.params import Experiment
 from pokecard.data import (DataBundle, PRESET_CODES, QUERY_PURPOSE, VALIDATION_PURPOSE, deploy_view, eval_presets, finder_error)
 from pokecard.hardneg import keep_or_drop
 from pokecard.photos import PhotoParams, simulate_framed, widen_damage

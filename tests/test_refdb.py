@@ -115,9 +115,9 @@ def test_open_reports_damage(db_dir, case):
 @pytest.mark.parametrize("case", ["truncate_usearch", "truncate_index_json", "empty_embeddings"])
 def test_fast_verify_catches_size_changes(db_dir, case):
     DAMAGES[case][0](db_dir)
-    with pytest.raises(PokecardError, match="truncated"): ReferenceDB.open(db_dir, verify="fast")
+    with pytest.raises(PokecardError, match="truncated"): ReferenceDB.open(db_dir, checksums="fast")
 
-UNVERIFIED = {  # verify="none": the loaders still fail cleanly, never crash
+UNVERIFIED = {  # checksums="none": the loaders still fail cleanly, never crash
     "index_json_truncated": (lambda d: (d/"index.json").write_text('["c0", "c1'), "truncated or corrupted"),
     "index_json_short": (lambda d: (d/"index.json").write_text('["c0"]'), "must list 8 card ids"),
     "index_json_dict": (lambda d: (d/"index.json").write_text('{"a": 1}'), "must list"),
@@ -134,12 +134,12 @@ UNVERIFIED = {  # verify="none": the loaders still fail cleanly, never crash
 def test_loaders_fail_cleanly_without_verification(db_dir, case):
     damage, message = UNVERIFIED[case]
     damage(db_dir)
-    with pytest.raises(PokecardError, match=message): ReferenceDB.open(db_dir, verify="none")
+    with pytest.raises(PokecardError, match=message): ReferenceDB.open(db_dir, checksums="none")
 
 def test_usearch_from_another_db_is_caught(tmp_path, db_dir):
     other = make_db(tmp_path/"other", n=5)
     shutil.copy(other/"cards.usearch", db_dir/"cards.usearch")
-    with pytest.raises(PokecardError, match=r"\(dim, rows, dtype\)"): ReferenceDB.open(db_dir, verify="none")
+    with pytest.raises(PokecardError, match=r"\(dim, rows, dtype\)"): ReferenceDB.open(db_dir, checksums="none")
     with pytest.raises(PokecardError, match="fails its sha256|bytes, the manifest says"): ReferenceDB.open(db_dir)
 
 def test_open_missing_and_not_a_dir(tmp_path):
@@ -148,7 +148,7 @@ def test_open_missing_and_not_a_dir(tmp_path):
     with pytest.raises(PokecardError, match="no reference DB"): ReferenceDB.open(tmp_path/"file")
 
 def test_open_bad_verify(db_dir):
-    with pytest.raises(PokecardError, match="verify='quick'"): ReferenceDB.open(db_dir, verify="quick")
+    with pytest.raises(PokecardError, match="checksums='quick'"): ReferenceDB.open(db_dir, checksums="quick")
 
 def test_expectations(db_dir):
     with pytest.raises(PokecardError, match=r"built with model student_int8.onnx \(sha256 abababababab.*pokecard index build"):

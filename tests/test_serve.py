@@ -9,7 +9,8 @@ from pokecard.cli import main
 from pokecard.forge import forge_catalog, render_card
 from pokecard.index import build_reference_db
 from pokecard.photos import PhotoParams, simulate_scene
-from pokecard.pi import recognize_main, thumbnail_model
+from pokecard.pi import recognize_main
+from pokecard.testing import thumbnail_model
 from pokecard.refdb import ReferenceDB
 from pokecard.serve import create_app, search_cards
 from pokecard.video import VideoParams, simulate_video_frames, write_video

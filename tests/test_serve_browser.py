@@ -11,7 +11,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from pokecard.forge import forge_catalog, render_card
 from pokecard.index import build_reference_db
 from pokecard.photos import PhotoParams, simulate_scene
-from pokecard.pi import Recognizer, thumbnail_model
+from pokecard.pi import Recognizer
+from pokecard.testing import thumbnail_model
 from pokecard.serve import create_app
 
 CHROMIUM, DRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")

@@ -222,7 +222,7 @@ def test_corrupted_keypoints_file_fails_db_open_or_load(forged, tmp_path):
         ReferenceDB.open(db_dir)
     path.write_bytes(b"PKCKEYP1" + b"\x00" * (len(data) - 8))  # same size: passes a "fast" open, fails the format check
     with pytest.raises(PokecardError, match="keypoint"):
-        Verifier.from_db(ReferenceDB.open(db_dir, verify="fast"))
+        Verifier.from_db(ReferenceDB.open(db_dir, checksums="fast"))
 
 
 # ---------- verification and re-ranking ----------
@@ -279,22 +279,22 @@ def test_rerank_rules():
     assert rerank([], []) == ([], None)
 
 
-def test_verifier_apply(forged, tmp_path):
+def test_verifier_decide_and_check(forged, tmp_path):
     cards, scans, keypoints = forged
     verifier = Verifier(load_keypoints(keypoints_blob(keypoints)), margin_threshold=0.05)
     target = cards[0].card_id
     query = rectified_photo(simulate_crop(scans[target], 6, PhotoParams.preset("easy")))
     others = [c for c in scans if c != target]
     hits = [Hit(others[0], 0.90, 0), Hit(target, 0.89, 1), Hit(others[1], 0.70, 2)]
-    reordered, hint, ms = verifier.apply(query, hits)
-    assert reordered[0].card_id == target and ms > 0 and hint in ("match", "uncertain")
+    reordered, hint, checked = verifier.decide(query, hits, "match")  # a margin under 0.05: verified even after a "match"
+    assert reordered[0].card_id == target and checked is not None and hint in ("match", "uncertain")
     assert all(isinstance(h, Hit) for h in reordered) and sorted(reordered) == sorted(hits)
     wide = [Hit(others[0], 0.95, 0), Hit(target, 0.5, 1)]
-    assert verifier.apply(query, wide) == (wide, None, 0.0)
-    assert verifier.apply(query, wide, force=True)[0][0].card_id == target
-    assert verifier.apply(query, []) == ([], None, 0.0)
+    assert verifier.decide(query, wide, "match") == (wide, "match", None)
+    assert verifier.check(query, wide)[0][0].card_id == target  # whatever the margin
+    assert verifier.decide(query, [], "match") == ([], "match", None) and verifier.check(query, []) == ([], None, [], 0.0)
     turned = np.ascontiguousarray(query[::-1, ::-1])
-    assert verifier.apply(turned, hits)[0][0].card_id == target  # the wrong reading still verifies (turned by 180°)
+    assert verifier.decide(turned, hits, "match")[0][0].card_id == target  # the wrong reading still verifies (turned by 180°)
     with pytest.raises(PokecardError, match="max_candidates"):
         Verifier({}, max_candidates=0)
 

@@ -6,7 +6,8 @@ from dataclasses import replace
 from pokecard.cli import main
 from pokecard.forge import forge_catalog, render_card
 from pokecard.index import build_reference_db
-from pokecard.pi import Recognizer, thumbnail_model
+from pokecard.pi import Recognizer
+from pokecard.testing import thumbnail_model
 from pokecard.video import Appearance, VideoCard, VideoParams, score_video, simulate_video_frames, video_cards, write_video, measure_videos
 
 PARAMS = VideoParams(size=(480, 360), fps=8, hold_s=1.0, move_s=0.4, gap_s=0.25)
