@@ -144,13 +144,18 @@ def run_pipeline(params:str|Path|Experiment, # params YAML (path or name in para
         start = time.perf_counter()
         executed = run_dir(experiment)/"notebooks"/notebook.name
         try:
-            with stage_lock(experiment, stage.name): run_stage_notebook(experiment, stage, notebook)
+            with stage_lock(experiment, stage.name):  # another process (a torchrun rank, a second runner) may have built it meanwhile
+                built_meanwhile = not force and stale_reason(experiment, stage.name) is None
+                if not built_meanwhile: run_stage_notebook(experiment, stage, notebook)
         except Exception as error:
             seconds = time.perf_counter() - start
             message = _failure_message(error, executed)
             finish_line(f" ✗ failed after {seconds:.1f} s\n  {message}")
             results.append(StageResult(stage.name, "failed", seconds, detail=message)); failed = True; continue
         seconds = time.perf_counter() - start
+        if built_meanwhile:
+            finish_line(" built meanwhile by another process")
+            results.append(StageResult(stage.name, "up to date", seconds, headline=_headline(experiment, stage))); continue
         if stale_reason(experiment, stage.name) is not None:
             message = f"the notebook finished but wrote no valid manifest.json in {stage_dir(experiment, stage.name)}\n  executed notebook: {executed}"
             finish_line(f" ✗ failed after {seconds:.1f} s: {message}")

@@ -123,3 +123,20 @@ def test_failure_shows_the_traceback_in_full(project):
     assert re.match(r"▶ 02_teacher \(no manifest\) … ✗ failed after \d+\.\d s\n", failure)
     assert 'raise ValueError("unlucky batch size 13")' in failure and "Traceback" in failure and "\x1b[" not in failure
     assert failure.rstrip().endswith(str(project/"outputs/bad/notebooks/02_teacher.ipynb"))
+
+SLOW_DATA_BODY = DATA_BODY + """
+import time
+with open(stage_dir(P, "01_data")/".builds", "a") as log: log.write("built\\n")  # a dotfile: not an output the manifest hashes
+time.sleep(3)
+"""
+
+def test_two_runners_build_a_stage_once(project):
+    "Two processes (two torchrun ranks, two terminals) running the same stage: one builds it, the other waits for the lock and finds it built."
+    toy_notebook(project/"nbs/01_data.ipynb", SLOW_DATA_BODY)
+    env = {**os.environ, "POKECARD_ROOT": str(project)}
+    cli = [str(Path(sys.executable).parent/"pokecard"), "run", "params/toy.yaml", "--stages", "01"]
+    runs = [subprocess.Popen(cli, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert all(run.returncode == 0 for run in runs), outputs
+    assert (project/"outputs/toy/01_data/.builds").read_text() == "built\n"  # the notebook ran once
+    assert sum("built meanwhile by another process" in out or "up to date" in out for out, _ in outputs) == 1, outputs
