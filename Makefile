@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PARAMS ?= params/quick.yaml
 
-.PHONY: install run lab bench test nbtest pytest check-sync clean-outputs
+.PHONY: install run lab bench readme test nbtest pytest check-sync
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,10 +41,15 @@ pytest: install
 
 test: nbtest pytest
 
-# CI: the notebooks and the generated modules must agree (nbdev-export and nbdev-clean change nothing).
+# README.md is generated from nbs/index.ipynb (its markdown cells): edit the notebook, then `make readme`.
+readme: install
+	$(BIN)/python scripts/readme.py
+
+# CI: the notebooks and the generated modules must agree (nbdev-export and nbdev-clean change nothing), and README.md its notebook.
 check-sync: install
 	@before=$$(git status --porcelain -- nbs pokecard | md5sum; git diff -- nbs pokecard | md5sum); \
 	$(BIN)/nbdev-export && $(BIN)/nbdev-clean; \
 	after=$$(git status --porcelain -- nbs pokecard | md5sum; git diff -- nbs pokecard | md5sum); \
 	if [ "$$before" != "$$after" ]; then echo "nbdev-export/nbdev-clean changed files: run them and commit"; git status --short -- nbs pokecard; exit 1; fi; \
-	echo "notebooks and modules in sync"
+	echo "notebooks and modules in sync"; \
+	$(BIN)/python scripts/readme.py --check

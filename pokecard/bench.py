@@ -6,7 +6,7 @@ Docs: https://pokecard.github.io/pokecard/bench.html.md"""
 
 # %% ../nbs/09_bench.ipynb #35b22759
 from __future__ import annotations
-import argparse, contextlib, math, time
+import argparse, contextlib, json, math, os, re, time
 from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd
@@ -22,11 +22,12 @@ from .decision import choose_thresholds, decide, decide_many, open_set_stats
 
 # %% auto #0
 __all__ = ['BENCH_COLUMNS', 'MARKDOWN_HEADERS', 'IMAGENET_SPEC', 'METHOD_KEYS', 'BENCH_PURPOSE', 'PRESET_HEADERS',
-           'README_MARKERS', 'UPSTREAM_STAGES', 'Method', 'PHashMethod', 'ORBMethod', 'EmbeddingMethod', 'onnx_method',
-           'teacher_method', 'VerifiedMethod', 'rejection_rates', 'score_queries', 'method_row', 'benchmark_methods',
-           'human_bytes', 'markdown_table', 'plot_bench', 'fresh_photos', 'preset_queries', 'real_card_inputs',
-           'choose_queries', 'cpu_threads', 'build_methods', 'run_bench', 'preset_table', 'preset_markdown',
-           'run_bench_presets', 'readme_slot', 'update_readme', 'bench_main']
+           'README_MARKERS', 'README_SOURCE', 'UPSTREAM_STAGES', 'Method', 'PHashMethod', 'ORBMethod',
+           'EmbeddingMethod', 'onnx_method', 'teacher_method', 'VerifiedMethod', 'rejection_rates', 'score_queries',
+           'method_row', 'benchmark_methods', 'human_bytes', 'markdown_table', 'plot_bench', 'fresh_photos',
+           'preset_queries', 'real_card_inputs', 'choose_queries', 'cpu_threads', 'build_methods', 'run_bench',
+           'preset_table', 'preset_markdown', 'run_bench_presets', 'readme_text', 'readme_from_notebook',
+           'readme_source', 'readme_slot', 'update_readme', 'bench_main']
 
 # %% ../nbs/09_bench.ipynb #72d989f3
 class Method:
@@ -531,23 +532,61 @@ def run_bench_presets(experiment:Experiment, # the run whose stage outputs are c
 README_MARKERS = ("<!-- pokecard bench: start -->", "<!-- pokecard bench: end -->")
 
 # %% ../nbs/09_bench.ipynb #40966d77
-def readme_slot(readme:Path # a markdown file holding both README_MARKERS
+README_SOURCE = re.compile(r"^<!-- generated from (\S+\.ipynb) by `make readme`: edit that notebook, not this file -->\n")
+
+def readme_text(notebook:Path, # a notebook whose markdown cells are the README (nbs/index.ipynb)
+                readme:Path     # where the README goes (its first line names the notebook relative to it)
+               ) -> str:
+    "The README the markdown cells of `notebook` make, in order (its code cells are the notebook's own checks), under a first line naming the source."
+    notebook, readme = Path(notebook), Path(readme)
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    source = os.path.relpath(notebook.resolve(), readme.resolve().parent)
+    body = "\n\n".join("".join(cell["source"]).strip("\n") for cell in cells if cell["cell_type"] == "markdown")
+    return f"<!-- generated from {source} by `make readme`: edit that notebook, not this file -->\n{body}\n"
+
+def readme_from_notebook(notebook:Path, readme:Path) -> Path:
+    "Write `readme` from `notebook` (`readme_text`), atomically."
+    return atomic_write_text(readme, readme_text(notebook, readme))
+
+def readme_source(readme:Path) -> Path|None:
+    "The notebook a generated README names as its source (None: the README is written by hand)."
+    readme = Path(readme)
+    if not readme.is_file(): return None
+    found = README_SOURCE.match(readme.read_text(encoding="utf-8"))
+    return (readme.parent/found.group(1)) if found else None
+
+def _marked(text:str, where) -> tuple[int, int]:
+    start, end = (text.find(m) for m in README_MARKERS)
+    if start < 0 or end < start:
+        raise PokecardError(f"{where} lacks the lines {README_MARKERS[0]} and {README_MARKERS[1]} (in that order) around the table to replace: add them")
+    return start + len(README_MARKERS[0]), end
+
+def readme_slot(readme:Path # a markdown file holding both README_MARKERS, or a README generated from a notebook that holds them
                ) -> tuple[str, int, int]:
-    "The file's text and the span between its bench markers, or an error saying what to add."
+    "The text that holds the bench markers (the README's, or its source notebook's markdown cell) and the span between them, or an error saying what to add."
     readme = Path(readme)
     if not readme.is_file(): raise PokecardError(f"no README {readme}")
+    if (notebook := readme_source(readme)) is not None:
+        if not notebook.is_file(): raise PokecardError(f"{readme} is generated from {notebook}, which does not exist: restore it, or remove the README's first line")
+        texts = ["".join(c["source"]) for c in json.loads(notebook.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "markdown"]
+        content = next((t for t in texts if README_MARKERS[0] in t), "")
+        return (content, *_marked(content, f"{notebook} (the source of {readme.name})"))
     content = readme.read_text(encoding="utf-8")
-    start, end = (content.find(m) for m in README_MARKERS)
-    if start < 0 or end < start:
-        raise PokecardError(f"{readme} lacks the lines {README_MARKERS[0]} and {README_MARKERS[1]} (in that order) around the table to replace: add them")
-    return content, start + len(README_MARKERS[0]), end
+    return (content, *_marked(content, readme))
 
-def update_readme(readme:Path, # a markdown file holding both README_MARKERS
+def update_readme(readme:Path, # a markdown file holding both README_MARKERS (or generated from a notebook that does)
                   text:str # what goes between them
                  ) -> None:
-    "Replace what lies between the bench markers of a README with `text` (atomically)."
+    "Replace what lies between the bench markers with `text` (atomically); a generated README gets it through its source notebook, then is written again from it."
+    readme = Path(readme)
     content, start, end = readme_slot(readme)
-    atomic_write_text(Path(readme), content[:start] + "\n" + text.rstrip("\n") + "\n" + content[end:])
+    replaced = content[:start] + "\n" + text.rstrip("\n") + "\n" + content[end:]
+    if (notebook := readme_source(readme)) is None: atomic_write_text(readme, replaced); return
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown" and "".join(cell["source"]) == content: cell["source"] = replaced.splitlines(keepends=True)
+    atomic_write_text(notebook, json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n")  # nbdev's own layout: nbdev-clean leaves it alone
+    readme_from_notebook(notebook, readme)
 
 UPSTREAM_STAGES = "01-06"  # the run's stages the benchmark reads: catalog, teacher, models, the DB with its thresholds
 

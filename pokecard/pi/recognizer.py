@@ -22,8 +22,9 @@ from .embedders import BACKENDS, FINDERS, HailoEmbedder, OnnxEmbedder, REBUILD_W
 
 # %% auto #0
 __all__ = ['DEFAULT_THRESHOLDS', 'READINGS', 'OUTLINES', 'LATENCY_STEPS', 'Candidate', 'RecognizedCard', 'RecognitionResult',
-           'decode_image', 'Recognizer', 'to_dict', 'to_json', 'format_result', 'bench_latency', 'latency_metrics',
-           'format_latency', 'model_floor', 'scene_frames', 'frame_benchmark', 'format_frame_benchmark']
+           'decode_image', 'turned', 'Recognizer', 'to_dict', 'to_json', 'format_result', 'bench_latency',
+           'latency_metrics', 'format_latency', 'model_floor', 'scene_frames', 'frame_benchmark',
+           'format_frame_benchmark']
 
 # %% ../../nbs/07b_pi_recognizer.ipynb #f9a826ce
 DEFAULT_THRESHOLDS = {"match_similarity": 0.80, "match_margin": 0.05, "uncertain_similarity": 0.60}  # placeholders for a DB without calibrated ones (stage 06 seals them: refdb.set_thresholds)
@@ -88,6 +89,10 @@ def decode_image(image # a path, a PIL image or a uint8 RGB array (H, W, 3)
     if min(width, height) < MIN_CARD_SIDE:
         raise PokecardError(f"the image is {width}×{height} px, smaller than the {MIN_CARD_SIDE} px minimum for a card image")
     return rgb_array(image), None
+
+def turned(model_input:np.ndarray) -> np.ndarray:
+    "A model input turned by 180°: exactly `to_model_input` of the rectified card turned by 180° (the resize is symmetric), without resizing again."
+    return np.ascontiguousarray(model_input[::-1, ::-1])
 
 def _top1(hits:list) -> float: return hits[0].similarity if hits else -math.inf
 
@@ -170,14 +175,13 @@ class Recognizer:
     def model_inputs(self, rectified_cards:list[np.ndarray] # rectified cards, as `finder.rectify` returns them
                     ) -> np.ndarray:
         "The model input of both readings (as found, turned by 180°) of each card: uint8 (2 × cards, size, size, 3)."
-        readings = [reading for card in rectified_cards for reading in orientation_candidates(card)]
-        return np.stack([to_model_input(reading, self.input_size) for reading in readings])
+        inputs = [to_model_input(card, self.input_size) for card in rectified_cards]
+        return np.stack([reading for model_input in inputs for reading in (model_input, turned(model_input))])
 
-    def _read(self, clock:_StepClock, readings:list, k:int) -> tuple[list, np.ndarray]:
-        "Embed and search card readings (rectified cards, as found or turned) in one batch: (hits per reading, embeddings)."
-        if not readings: return [], np.zeros((0, self.db.dim), np.float32)
-        with clock("preprocess"): inputs = np.stack([to_model_input(reading, self.input_size) for reading in readings])
-        with clock("embed"): embeddings = self.embedder.embed(inputs)
+    def _read(self, clock:_StepClock, inputs:list, k:int) -> tuple[list, np.ndarray]:
+        "Embed and search model inputs (card readings, as found or turned) in one batch: (hits per reading, embeddings)."
+        if not inputs: return [], np.zeros((0, self.db.dim), np.float32)
+        with clock("embed"): embeddings = self.embedder.embed(np.stack(inputs))
         if (np.linalg.norm(embeddings, axis=1) < 1e-6).any():
             raise PokecardError("the model maps the card read from this image to an all-zero embedding, so there is nothing to search by (a blank or flat image?)")
         with clock("search"): hits = self.db.search(embeddings, k=k)
@@ -226,16 +230,17 @@ class Recognizer:
         with clock("decode"): rgb, path = decode_image(image)
         with clock("find"): quads, finder = self.find_cards(rgb)
         with clock("rectify"): rectified = [rectify(rgb, quad.corners) for quad in quads]
+        with clock("preprocess"): inputs = [to_model_input(card, self.input_size) for card in rectified]  # the turned reading is `turned(input)`: no second resize
         k = max(int(top_k), 2, self.verifier.max_candidates if self.verifier else 2)  # the decision needs the margin, the verifier the top five
         if self.readings == "both":  # one batch: each card as found and turned
-            hits, found = self._read(clock, [reading for card in rectified for reading in orientation_candidates(card)], k)
+            hits, found = self._read(clock, [reading for model_input in inputs for reading in (model_input, turned(model_input))], k)
             upright_hits, turned_hits, embeddings, embeddings_turned = hits[0::2], hits[1::2], found[0::2], found[1::2]
         else:  # each card as found; then turned, only the cards that need it
-            upright_hits, embeddings = self._read(clock, rectified, k)
+            upright_hits, embeddings = self._read(clock, inputs, k)
             turn = [i for i, (quad, hits) in enumerate(zip(quads, upright_hits)) if self.needs_turned_reading(quad, hits)]
             turned_hits, embeddings_turned = [None] * len(quads), np.full_like(embeddings, np.nan)
             if turn:
-                found, found_embeddings = self._read(clock, [orientation_candidates(rectified[i])[1] for i in turn], k)
+                found, found_embeddings = self._read(clock, [turned(inputs[i]) for i in turn], k)
                 for j, i in enumerate(turn): turned_hits[i], embeddings_turned[i] = found[j], found_embeddings[j]
         with clock("verify"):
             cards = [self.read_card(quad, card, upright_hits[i], turned_hits[i], int(top_k), np.stack([embeddings[i], embeddings_turned[i]]))
