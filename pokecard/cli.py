@@ -6,7 +6,7 @@ Docs: https://pokecard.github.io/pokecard/cli.html.md"""
 
 # %% ../nbs/09b_cli.ipynb #4ca85a39
 from __future__ import annotations
-import argparse, importlib, sys
+import argparse, importlib, os, sys
 from .core import PokecardError
 
 # %% auto #0
@@ -75,7 +75,7 @@ def run_main(argv:list[str]|None=None) -> int:
 def train_main(argv:list[str]|None=None) -> int:
     "`pokecard train PARAMS --stage 03|04`"
     from pokecard.params import load_params
-    from pokecard.stages import get_stage
+    from pokecard.stages import get_stage, require_stage
     from pokecard.pipeline import load_stages, resolve_params_path, run_upstream
     parser = argparse.ArgumentParser(prog="pokecard train", description="Run a training stage's builder directly (DDP-aware under torchrun), after the runner has brought the stages before it up to date.")
     parser.add_argument("params", help="params YAML, a path or a name in params/")
@@ -83,7 +83,9 @@ def train_main(argv:list[str]|None=None) -> int:
     args = parser.parse_args(argv)
     load_stages()
     experiment, stage = load_params(resolve_params_path(args.params)), get_stage(args.stage)
-    run_upstream(experiment, stage.name, echo=lambda line: print(line, file=sys.stderr))  # the stages before it, through the runner
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun every rank would build (and deadlock on) the same upstream stage
+        for upstream in [s for s in load_stages() if s.name < stage.name]: require_stage(experiment, upstream.name)
+    else: run_upstream(experiment, stage.name, echo=lambda line: print(line, file=sys.stderr))  # the stages before it, through the runner
     folder = stage.builder(experiment)
     print(f"{stage.name}: {folder}")
     return 0

@@ -233,7 +233,7 @@ def build_data(experiment:Experiment) -> Path:
     return folder
 
 def load_data(experiment:Experiment) -> DataBundle:
-    "Stage 01's catalog, splits and queries (built first when missing or stale)."
+    "Stage 01's catalog, splits and queries (stage 01 must be up to date: `require_stage` says how)."
     folder = require_stage(experiment, "01_data")
     queries = pd.read_csv(folder/"queries.csv")
     validation = pd.read_csv(folder/"validation.csv") if (folder/"validation.csv").is_file() else None

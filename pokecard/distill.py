@@ -262,5 +262,5 @@ def build_distill(experiment:Experiment) -> Path:
     return folder
 
 def load_stage1_student(experiment:Experiment, device:str="cpu"):
-    "The stage-1 student (trained first when missing or stale)."
+    "The stage-1 student (stage 03 must be up to date: `require_stage` says how)."
     return load_student(require_stage(experiment, "03_distill")/"student_stage1.pt", device)

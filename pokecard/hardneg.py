@@ -177,5 +177,5 @@ def build_hardneg(experiment:Experiment) -> Path:
     return folder
 
 def load_stage2_student(experiment:Experiment, device:str="cpu"):
-    "The deployed student of stage 04 (stage 2, or stage 1 when stage 2 was no better on validation); built first when missing or stale."
+    "The deployed student of stage 04 (stage 2, or stage 1 when stage 2 was no better on validation); stage 04 must be up to date (`require_stage` says how)."
     return load_student(require_stage(experiment, "04_hardneg")/"student_stage2.pt", device)

@@ -6,7 +6,7 @@ Docs: https://pokecard.github.io/pokecard/pipeline.html.md"""
 
 # %% ../nbs/00j_pipeline.ipynb #f4963fa8
 from __future__ import annotations
-import importlib, re, time
+import importlib, os, re, time
 from dataclasses import dataclass
 from pathlib import Path
 from .core import PokecardError, project_root
@@ -15,8 +15,9 @@ from .stages import Stage, get_stage, read_manifest, registered_stages, stale_re
 
 
 # %% auto #0
-__all__ = ['STAGE_MODULES', 'load_stages', 'select_stages', 'resolve_params_path', 'notebook_experiment', 'notebook_parameters',
-           'kernel_config', 'StageResult', 'run_stage_notebook', 'run_pipeline', 'run_upstream', 'format_results']
+__all__ = ['STAGE_MODULES', 'RUNNING_STAGE', 'load_stages', 'select_stages', 'resolve_params_path', 'notebook_experiment',
+           'notebook_parameters', 'kernel_config', 'StageResult', 'run_stage_notebook', 'run_pipeline', 'run_upstream',
+           'format_results']
 
 # %% ../nbs/00j_pipeline.ipynb #b058e429
 STAGE_MODULES = ("pokecard.data", "pokecard.teacher", "pokecard.distill", "pokecard.hardneg", "pokecard.quantize",
@@ -114,13 +115,21 @@ def _progress_line(echo, head:str):
         return lambda tail: print(tail, flush=True)
     return lambda tail: echo(head + tail)
 
+RUNNING_STAGE = "POKECARD_RUNNING_STAGE"  # set while the runner executes a stage notebook
+
 def run_stage_notebook(experiment:Experiment, stage:Stage, notebook:Path) -> Path:
     "Execute one stage notebook with papermill; return the executed copy's path."
     import papermill
     executed = run_dir(experiment)/"notebooks"/notebook.name
     executed.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(notebook), str(executed), parameters=notebook_parameters(experiment, notebook), kernel_name="python3",
-                               cwd=str(notebook.parent), progress_bar=False, log_output=False, config=kernel_config())
+    previous = os.environ.get(RUNNING_STAGE)
+    os.environ[RUNNING_STAGE] = stage.name  # the kernel inherits it: `run_upstream` inside the notebook never asks for this stage again
+    try:
+        papermill.execute_notebook(str(notebook), str(executed), parameters=notebook_parameters(experiment, notebook), kernel_name="python3",
+                                   cwd=str(notebook.parent), progress_bar=False, log_output=False, config=kernel_config())
+    finally:
+        if previous is None: os.environ.pop(RUNNING_STAGE, None)
+        else: os.environ[RUNNING_STAGE] = previous
     return executed
 
 def run_pipeline(params:str|Path|Experiment, # params YAML (path or name in params/) or an Experiment
@@ -172,6 +181,8 @@ def run_upstream(experiment:Experiment, # the stage notebook's params
     "In a stage notebook: run the stale stages before `stage` through the runner (each as its notebook), so the notebook's loaders find their inputs."
     stages = load_stages()
     before = [s for s in stages if s.name < get_stage(stage).name]
+    if (running := os.environ.get(RUNNING_STAGE)) and running in {s.name for s in before}:
+        raise PokecardError(f"stage {get_stage(stage).name} asks for {running} first, but the runner is running {running} right now (a later stage asked from an earlier notebook?)")
     results = run_pipeline(experiment, ",".join(s.name for s in before), echo=echo) if before else []
     if failed := [r for r in results if r.status == "failed"]: raise PokecardError(f"upstream stage {failed[0].stage} failed:\n{failed[0].detail}")
     return results

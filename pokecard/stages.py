@@ -154,9 +154,9 @@ def stage_lock(experiment:Experiment, stage:str):
 def stage_hint(experiment:Experiment, stage:str) -> str:
     "The command that builds `stage` and the stages before it."
     source = Path(experiment.source) if experiment.source.endswith((".yaml", ".yml")) else None
-    params = source.stem if source and source.parent.name == "params" else (str(source) if source else "PARAMS")
-    first = registered_stages()[0].number if registered_stages() else "01"
-    return f"`pokecard run {params} --stages {first}-{get_stage(stage).number}`"
+    in_params = source is not None and source.parent.name == "params"
+    params = (source.stem if source.suffix == ".yaml" else source.name) if in_params else (str(source) if source else "PARAMS")
+    return f"`pokecard run {params} --stages 01-{get_stage(stage).number}`"  # the runner skips what is up to date
 
 def require_stage(experiment:Experiment, stage:str) -> Path:
     "The folder of `stage` when it is up to date; otherwise an error that says which command builds it. Loaders call this: they never build."

@@ -163,6 +163,6 @@ def build_teacher(experiment:Experiment) -> Path:
     return folder
 
 def load_teacher_cache(experiment:Experiment) -> TeacherCache:
-    "Stage 02's cache (built first when missing or stale)."
+    "Stage 02's cache (stage 02 must be up to date: `require_stage` says how)."
     require_stage(experiment, "02_teacher")
     return teacher_embeddings(experiment, load_data(experiment))

@@ -153,7 +153,7 @@ def test_every_numeric_and_list_field_has_a_range():
     for cls in (Experiment, *STAGE_PARAMS.values()):
         for f in dataclasses.fields(cls):
             if f.type in ("int", "float", "list", int, float, list):
-                assert f.name in PARAM_CHECKS.get(cls, {}), f"{cls.__name__}.{f.name} has no entry in pokecard.core.PARAM_CHECKS"
+                assert f.name in PARAM_CHECKS.get(cls, {}), f"{cls.__name__}.{f.name} has no entry in pokecard.params.PARAM_CHECKS"
         assert set(PARAM_CHECKS.get(cls, {})) <= {f.name for f in dataclasses.fields(cls)}, f"{cls.__name__}: PARAM_CHECKS names a field it lacks"
 
 

@@ -140,3 +140,19 @@ def test_two_runners_build_a_stage_once(project):
     assert all(run.returncode == 0 for run in runs), outputs
     assert (project/"outputs/toy/01_data/.builds").read_text() == "built\n"  # the notebook ran once
     assert sum("built meanwhile by another process" in out or "up to date" in out for out, _ in outputs) == 1, outputs
+
+
+def test_a_notebook_cannot_ask_for_the_stage_the_runner_is_running(monkeypatch):
+    "run_upstream inside notebook 03 asking for 05 would wait forever on 03's lock, which its own runner holds: it is refused instead."
+    from pokecard.core import PokecardError
+    from pokecard.pipeline import RUNNING_STAGE, notebook_experiment, run_upstream
+    monkeypatch.setenv(RUNNING_STAGE, "03_distill")
+    with pytest.raises(PokecardError, match="the runner is running 03_distill right now"): run_upstream(notebook_experiment(run="guard"), "05_quantize")
+
+
+def test_train_under_torchrun_checks_upstream_instead_of_building_it(tmp_path):
+    "Every torchrun rank would build the same stale upstream stage (and wait on one lock inside DDP): with WORLD_SIZE > 1 `pokecard train` only checks."
+    env = {**os.environ, "POKECARD_OUTPUTS_ROOT": str(tmp_path), "WORLD_SIZE": "2"}
+    done = subprocess.run([str(Path(sys.executable).parent/"pokecard"), "train", "ci", "--stage", "03"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "run stage 01 first: `pokecard run ci --stages 01-01`" in done.stderr, done.stderr
+    assert not (tmp_path/"ci"/"01_data"/"manifest.json").exists()  # nothing was built

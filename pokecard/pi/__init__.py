@@ -12,3 +12,6 @@ from .embedders import *
 from .recognizer import *
 from .camera import *
 from .cli import *
+from . import embedders, recognizer, camera, cli
+__all__ = [*embedders.__all__, *recognizer.__all__, *camera.__all__, *cli.__all__]  # `from pokecard.pi import *`: the package's public names
+
