@@ -27,7 +27,8 @@ def rank_cards(scores:np.ndarray, # (n_queries, n_refs) scores, higher = more al
                seed:int|None=0    # ties broken at random with this seed (fair to discrete scores such as hash distances); None: by column order, faster
               ) -> np.ndarray:
     "Column indices (n_queries, k) of the highest scores of each row, best first: the one ranking every evaluation uses."
-    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    scores = np.atleast_2d(np.asarray(scores))
+    if not np.issubdtype(scores.dtype, np.floating): scores = scores.astype(np.float64)  # float32 similarities are ranked as they are: no copy on the hot path
     k = min(k, scores.shape[1])
     if seed is None:
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
