@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import StageTimer, atomic_write_json, choose_device
-from .stages import register_stage, stage_dir, write_manifest
-from .data import load_data, card_image, query_inputs
+from .core import PokecardError, StageTimer, atomic_write_json, choose_device
+from .stages import register_stage, require_stage, stage_dir, write_manifest
+from .data import load_data, card_image
 from .embedspace import align_catalog, reprint_groups, umap_map, pca_map, tsne_map, distance_stats, plot_thresholds, confusable_pairs, confusable_gallery, kmeans_report, isolation_review, subsample_rows
 from .decision import margin_stats, unknown_stats, threshold_report
 from .refdb import ReferenceDB
@@ -61,11 +61,13 @@ def distance_table(embeddings:dict, bundle) -> pd.DataFrame:
 
 # %% ../nbs/07_umap.ipynb #1666e732
 def deployed_validation_queries(experiment) -> np.ndarray:
-    "The deployed model's (the reference DB's) embeddings of the validation photos, in the order of `bundle.validation`."
-    from pokecard.index import reference_db_dir
-    from pokecard.export import cpu_session, onnx_embed
-    db = ReferenceDB.open(reference_db_dir(experiment))
-    return onnx_embed(cpu_session(db.db_dir/db.manifest["model"]["file"]), query_inputs(load_data(experiment), experiment.data.image_size, "validation"))
+    "The deployed model's (the reference DB's) embeddings of the validation photos, in the order of `bundle.validation`: stage 06 embedded them to choose the thresholds."
+    from pokecard.index import VALIDATION_EMBEDDINGS
+    path = require_stage(experiment, "06_index")/VALIDATION_EMBEDDINGS
+    if not path.is_file():  # a stage 06 built before it kept them, or a run without validation photos
+        raise PokecardError(f"{path} is missing: this run's stage 06 was built by an older pokecard that did not keep the validation photos' embeddings (or the run has none: data.val_per_card = 0); "
+                            f"rebuild it with `pokecard run PARAMS --stages 06 --force`")
+    return np.load(path, allow_pickle=False)
 
 def threshold_rates(references:np.ndarray, # (n_rows, dim) the DB's rows
                     reference_ids:list[str], # the card of each row
@@ -88,7 +90,7 @@ def threshold_rates(references:np.ndarray, # (n_rows, dim) the DB's rows
 @register_stage("07_umap", "analysis", headline="separation_ratio")
 def build_analysis(experiment) -> Path:
     "Stage 07: maps, distance statistics, what the DB's thresholds do, confusable pairs, clusters, review list (it reads the DB, never writes it)."
-    from pokecard.index import reference_db_dir
+    from pokecard.index import VALIDATION_EMBEDDINGS, reference_db_dir
     timer, bundle, folder = StageTimer(), load_data(experiment), stage_dir(experiment, "07_umap")
     params = experiment.analysis
     embeddings = model_embeddings(experiment)
@@ -116,7 +118,7 @@ def build_analysis(experiment) -> Path:
     report = {"metrics": metrics, "thresholds": thresholds, "threshold_rates": rates, "distances": distances.to_dict("index"),
               "confusable_pairs": pairs, "kmeans": {k: v for k, v in clusters.items() if k != "labels"}, "review": review}
     atomic_write_json(folder/"metrics.json", report)
-    db_files = [p for p in sorted(db_dir.iterdir()) if p.is_file()]
+    db_files = [p for p in sorted(db_dir.iterdir()) if p.is_file()] + [p for p in [db_dir.parent/VALIDATION_EMBEDDINGS] if p.is_file()]
     write_manifest(experiment, "07_umap", inputs=db_files, outputs=[folder/"metrics.json", *maps], metrics=metrics, wall_s=timer.seconds,
                    extra={"thresholds": thresholds, "threshold_rates": rates})
     return folder

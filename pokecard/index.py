@@ -10,7 +10,7 @@ import argparse, json, time
 from pathlib import Path
 import numpy as np
 from PIL import Image
-from .core import PokecardError, StageTimer, file_sha256, get_logger, project_root
+from .core import PokecardError, StageTimer, atomic_write, file_sha256, get_logger, project_root
 from .stages import register_stage, require_stage, stage_dir, write_manifest
 from .images import MIN_CARD_SIDE, ImageLoadError, load_image, log_skipped, scan_image_folder, to_model_input, validate_card_id
 from .export import cpu_session, embedder_interface, onnx_embed
@@ -21,10 +21,11 @@ from .cardhash import CARD_HASHES_FILE, card_hash
 from .learned_finder import FINDER_FILE, check_finder_model
 
 # %% auto #0
-__all__ = ['PREPROCESSING', 'MODEL_KINDS', 'card_crop', 'reference_view', 'EmbeddedCards', 'embed_cards', 'check_heights',
-           'card_metadata', 'model_info', 'preprocessing_for', 'ReferenceFeatures', 'build_reference_db',
-           'finder_extra', 'set_finder', 'keypoint_report', 'default_model', 'scans_and_metadata', 'run_thresholds',
-           'check_out_folder', 'index_main', 'search_report', 'seal_thresholds', 'build_index', 'reference_db_dir']
+__all__ = ['PREPROCESSING', 'MODEL_KINDS', 'VALIDATION_EMBEDDINGS', 'card_crop', 'reference_view', 'EmbeddedCards', 'embed_cards',
+           'check_heights', 'card_metadata', 'model_info', 'preprocessing_for', 'ReferenceFeatures',
+           'build_reference_db', 'finder_extra', 'set_finder', 'keypoint_report', 'default_model', 'scans_and_metadata',
+           'run_thresholds', 'check_out_folder', 'index_main', 'search_report', 'seal_thresholds', 'build_index',
+           'reference_db_dir']
 
 # %% ../nbs/06_index.ipynb #468c0916
 PREPROCESSING = {"fn": "pokecard.images.to_model_input", "size": 224, "resample": "bilinear"}
@@ -317,17 +318,19 @@ def search_report(db:ReferenceDB, queries:np.ndarray, k:int=5, repeats:int=3) ->
                 db_bytes=int(sum(p.stat().st_size for p in Path(db.db_dir).iterdir() if p.is_file())), index_memory_bytes=int(db.index.memory_usage))
 
 # %% ../nbs/06_index.ipynb #bd42823d
-def seal_thresholds(db_dir:Path, session, bundle, image_size:int) -> tuple[dict|None, dict]:
-    "Choose the DB's open-set thresholds on the run's validation photos (embedded by the DB's model) and store them in the DB; None without validation photos."
+VALIDATION_EMBEDDINGS = "validation_embeddings.npy"  # stage 06's embeddings of the validation photos by the DB's model (stage 07 reads them)
+
+def seal_thresholds(db_dir:Path, session, bundle, image_size:int) -> tuple[dict|None, dict, np.ndarray|None]:
+    "Choose the DB's open-set thresholds on the run's validation photos (embedded by the DB's model) and store them in the DB: (thresholds, their rates, the embeddings); None without validation photos."
     from pokecard.data import query_inputs
     if len(bundle.validation) == 0:
         get_logger("index").warning("no validation photos (data.val_per_card = 0): the DB keeps the recogniser's placeholder thresholds")
-        return None, {}
+        return None, {}, None
     db = ReferenceDB.open(db_dir)
     validation = onnx_embed(session, query_inputs(bundle, image_size, "validation"))
     thresholds, rates = thresholds_for(validation, list(bundle.validation.card_id), np.asarray(db.embeddings, np.float32), db.row_card_ids)
     set_thresholds(db_dir, thresholds, model_sha256=db.manifest["model"]["sha256"])
-    return thresholds, rates
+    return thresholds, rates, validation
 
 @register_stage("06_index", "index", headline="recall1_hnsw_vs_exact")
 def build_index(experiment) -> Path:
@@ -342,7 +345,10 @@ def build_index(experiment) -> Path:
                                          experiment.index.dtype, experiment.index.keypoints, heights=experiment.index.reference_heights)
     from pokecard.data import query_inputs
     session = cpu_session(model)
-    thresholds, threshold_rates = seal_thresholds(db_dir, session, bundle, experiment.data.image_size)
+    thresholds, threshold_rates, validation = seal_thresholds(db_dir, session, bundle, experiment.data.image_size)
+    embedded = [] if validation is None else [folder/VALIDATION_EMBEDDINGS]
+    for path in embedded:
+        with atomic_write(path, "wb") as f: np.save(f, validation)
     db = ReferenceDB.open(db_dir)
     queries = onnx_embed(session, query_inputs(bundle, experiment.data.image_size))
     report = search_report(db, queries)
@@ -350,7 +356,7 @@ def build_index(experiment) -> Path:
     metrics = {**report, **keypoint_report(db_dir), "n_cards_indexed": len(db), "n_skipped": len(skipped),
                **{k: v for k, v in threshold_rates.items() if isinstance(v, (int, float))}}
     db_files = [p for p in sorted(db_dir.iterdir()) if p.is_file()]  # the sealed DB, its manifest (and thresholds) included
-    write_manifest(experiment, "06_index", inputs=[model, bundle.folder/"catalog.parquet"], outputs=db_files, metrics=metrics, wall_s=timer.seconds,
+    write_manifest(experiment, "06_index", inputs=[model, bundle.folder/"catalog.parquet"], outputs=db_files + embedded, metrics=metrics, wall_s=timer.seconds,
                    extra={"scale_tests": scale, "skipped": skipped, "db": str(db_dir), "thresholds": thresholds, "threshold_rates": threshold_rates})
     return folder
 
