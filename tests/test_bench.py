@@ -175,3 +175,16 @@ def test_bench_cli_fresh_photos_at_a_preset(tmp_path, capsys):
     capsys.readouterr()
     assert main(["bench", "ci", "--preset", "blurry"]) == 2
     assert "unknown photo preset 'blurry'; valid: clean, easy, medium, hard" in capsys.readouterr().err
+
+
+def test_readme_script_never_overwrites_a_hand_written_readme(tmp_path):
+    "`make readme` replaces only a README it wrote (its first line names the notebook); a hand-written one is refused, and kept."
+    import shutil, subprocess, sys
+    (tmp_path/"nbs").mkdir(); (tmp_path/"scripts").mkdir()
+    shutil.copy(ROOT/"nbs"/"index.ipynb", tmp_path/"nbs"); shutil.copy(ROOT/"scripts"/"readme.py", tmp_path/"scripts")
+    (tmp_path/"README.md").write_text("# hand written\n")
+    refused = subprocess.run([sys.executable, str(tmp_path/"scripts"/"readme.py")], capture_output=True, text=True)
+    assert refused.returncode == 2 and "it would be lost" in refused.stderr and (tmp_path/"README.md").read_text() == "# hand written\n"
+    assert subprocess.run([sys.executable, str(tmp_path/"scripts"/"readme.py"), "--force"], capture_output=True, text=True).returncode == 0
+    assert (tmp_path/"README.md").read_text() == (ROOT/"README.md").read_text()  # the same text as the project's own
+    assert subprocess.run([sys.executable, str(tmp_path/"scripts"/"readme.py")], capture_output=True, text=True).returncode == 0  # now it wrote it
