@@ -17,17 +17,18 @@ from .params import Experiment
 from .stages import run_dir
 from .images import load_image, rgb_array, to_model_input
 from .data import query_card_image
+from .index import check_heights, reference_view
 from .metrics import rank_cards, ranking_metrics
 from .decision import choose_thresholds, decide, decide_many, open_set_stats
 
 # %% auto #0
-__all__ = ['BENCH_COLUMNS', 'MARKDOWN_HEADERS', 'IMAGENET_SPEC', 'METHOD_KEYS', 'BENCH_PURPOSE', 'PRESET_HEADERS',
-           'README_MARKERS', 'README_SOURCE', 'UPSTREAM_STAGES', 'Method', 'PHashMethod', 'ORBMethod',
-           'EmbeddingMethod', 'onnx_method', 'teacher_method', 'VerifiedMethod', 'rejection_rates', 'score_queries',
-           'method_row', 'benchmark_methods', 'human_bytes', 'markdown_table', 'plot_bench', 'fresh_photos',
-           'preset_queries', 'real_card_inputs', 'choose_queries', 'cpu_threads', 'build_methods', 'run_bench',
-           'preset_table', 'preset_markdown', 'run_bench_presets', 'readme_text', 'readme_from_notebook',
-           'readme_source', 'readme_slot', 'update_readme', 'bench_main']
+__all__ = ['BENCH_COLUMNS', 'MARKDOWN_HEADERS', 'IMAGENET_SPEC', 'METHOD_KEYS', 'BENCH_PURPOSE', 'BENCH_VALIDATION_PURPOSE',
+           'BENCH_SPLITS', 'PRESET_HEADERS', 'README_MARKERS', 'README_SOURCE', 'UPSTREAM_STAGES', 'Method',
+           'PHashMethod', 'ORBMethod', 'EmbeddingMethod', 'onnx_method', 'teacher_method', 'VerifiedMethod',
+           'rejection_rates', 'score_queries', 'method_row', 'benchmark_methods', 'human_bytes', 'markdown_table',
+           'plot_bench', 'fresh_photos', 'preset_queries', 'real_card_inputs', 'choose_queries', 'cpu_threads',
+           'build_methods', 'run_bench', 'preset_table', 'preset_markdown', 'run_bench_presets', 'readme_text',
+           'readme_from_notebook', 'readme_source', 'readme_slot', 'update_readme', 'bench_main']
 
 # %% ../nbs/09_bench.ipynb #72d989f3
 class Method:
@@ -121,27 +122,42 @@ class EmbeddingMethod(Method):
                  embed:Callable[[np.ndarray], np.ndarray], # uint8 (N, S, S, 3) -> (N, dim) embeddings
                  size:int=224,         # model input side
                  model_bytes:int=0,    # bytes of the network
-                 batch_size:int=32     # reference images per call of `embed` while fitting
+                 batch_size:int=32,    # reference images per call of `embed` while fitting
+                 heights:tuple=(0,)    # each reference as it is (0) and shrunk to these card heights, one row each; a card scores by its best row, as in the reference DB
                 ):
         super().__init__()
         self.name, self.embed, self.size, self.model_bytes, self.batch_size = name, embed, size, int(model_bytes), batch_size
+        self.heights = check_heights(heights)
     def _unit(self, images:list) -> np.ndarray:
         vectors = np.asarray(self.embed(np.stack([to_model_input(rgb_array(i), self.size) for i in images])), dtype=np.float32)
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    def reference_rows(self, reference_images) -> tuple[list, np.ndarray]:
+        "The images that become rows (each reference at each height; one no taller than a height gives no extra row) and the reference each row belongs to."
+        rows, owners = [], []
+        for i, image in enumerate(reference_images):
+            image = Image.fromarray(rgb_array(image))
+            views = list({view.size: view for view in (reference_view(image, h) for h in self.heights)}.values())
+            rows += views; owners += [i] * len(views)
+        return rows, np.asarray(owners)
     def _fit(self, reference_images):
-        self.references = np.concatenate([self._unit(reference_images[i:i + self.batch_size]) for i in range(0, len(reference_images), self.batch_size)])
+        rows, owners = self.reference_rows(reference_images)
+        self.references = np.concatenate([self._unit(rows[i:i + self.batch_size]) for i in range(0, len(rows), self.batch_size)])
+        self.first_rows = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])  # each card's rows are together
         self.index_bytes = int(self.references.shape[0] * self.references.shape[1] * 2)
-    def _scores(self, query_image): return self.references @ self._unit([query_image])[0]
+    def _scores(self, query_image):
+        similarities = self.references @ self._unit([query_image])[0]
+        return similarities if len(similarities) == len(self.first_rows) else np.maximum.reduceat(similarities, self.first_rows)
 
 def onnx_method(model_path:Path, # an .onnx with the image -> embedding contract (pokecard.export)
                 name:str,        # shown in the table
-                threads:int=0    # ONNX Runtime intra-op threads; 0 = the site setting
+                threads:int=0,   # ONNX Runtime intra-op threads; 0 = the site setting
+                heights:tuple=(0,) # reference heights, as the run's reference DB indexes them (`index.reference_heights`)
                ) -> EmbeddingMethod:
     "A deployed pokecard model on ONNX Runtime (CPU)."
     from pokecard.export import cpu_session, onnx_embed
     session = cpu_session(model_path, threads or site_settings().threads)
     size = session.get_inputs()[0].shape[1]
-    return EmbeddingMethod(name, lambda images: onnx_embed(session, images), size if isinstance(size, int) else 224, Path(model_path).stat().st_size)
+    return EmbeddingMethod(name, lambda images: onnx_embed(session, images), size if isinstance(size, int) else 224, Path(model_path).stat().st_size, heights=heights)
 
 def teacher_method(spec:str, # a teacher spec, e.g. "timm:efficientnet_lite0" (ImageNet weights, no card training)
                    name:str, # shown in the table
@@ -324,7 +340,9 @@ def plot_bench(table:pd.DataFrame, path:Path|None=None, title:str="pokecard vs t
 # %% ../nbs/09_bench.ipynb #c77ea5e2
 IMAGENET_SPEC = "timm:efficientnet_lite0"  # the network pokecard starts from, with ImageNet weights and no card training
 METHOD_KEYS = ("int8", "int8+verify", "int8+keypoints", "fp32", "teacher", "imagenet", "phash8", "phash16", "orb")  # what `--methods` may name; int8+keypoints = verification without the card hashes
-BENCH_PURPOSE = 77  # seed namespace of the fresh query photos `--preset` makes
+BENCH_PURPOSE = 77  # seed namespace of the fresh query photos `--preset` makes (+1: of the real scans)
+BENCH_VALIDATION_PURPOSE = 177  # the same for `--split validation`: photos to choose a setting on, apart from the reported ones (+1: real scans)
+BENCH_SPLITS = {"report": BENCH_PURPOSE, "validation": BENCH_VALIDATION_PURPOSE}
 
 
 def fresh_photos(references:list, card_ids:list[str], preset:str, max_queries:int=0, seed:int=0, purpose:int=BENCH_PURPOSE) -> tuple[list, list[str]]:
@@ -334,18 +352,18 @@ def fresh_photos(references:list, card_ids:list[str], preset:str, max_queries:in
     rows = range(len(card_ids)) if not max_queries or max_queries >= len(card_ids) else np.sort(np.random.default_rng([seed, purpose]).choice(len(card_ids), max_queries, replace=False))
     return [simulate_crop(references[i], np.random.default_rng([seed, purpose, int(i)]), params) for i in rows], [card_ids[i] for i in rows]
 
-def preset_queries(bundle, preset:str, max_queries:int=0, seed:int=0) -> tuple[list, pd.DataFrame]:
-    "Fresh query photos of a run's cards at a photo preset (see `fresh_photos`), plus the run's real photos."
+def preset_queries(bundle, preset:str, max_queries:int=0, seed:int=0, split:str="report") -> tuple[list, pd.DataFrame]:
+    "Fresh query photos of a run's cards at a photo preset (see `fresh_photos`) from the `split`'s seeds, plus the run's real photos (reported split only)."
     from pokecard.data import card_image
     ids = list(bundle.catalog.card_id)
-    images, chosen = fresh_photos([card_image(bundle.paths[c]) for c in ids], ids, preset, max_queries, seed)
-    real = bundle.queries[bundle.queries.kind != "simulated"]
+    images, chosen = fresh_photos([card_image(bundle.paths[c]) for c in ids], ids, preset, max_queries, seed, BENCH_SPLITS[split])
+    real = bundle.queries[(bundle.queries.kind != "simulated") & (split == "report")]
     queries = pd.concat([pd.DataFrame({"path": [f"{preset}:{c}" for c in chosen], "card_id": chosen, "kind": "simulated"}), real])
     return images + [query_card_image(p, k) for p, k in zip(real.path, real.kind)], queries
 
 # %% ../nbs/09_bench.ipynb #57a683e5
-def real_card_inputs(max_queries:int=0, seed:int=0, preset:str="medium") -> dict|None:
-    "References and queries of the real cards under the site data root (None without them): every scan, fresh photos of them at `preset`, and the labelled phone photos."
+def real_card_inputs(max_queries:int=0, seed:int=0, preset:str="medium", split:str="report") -> dict|None:
+    "References and queries of the real cards under the site data root (None without them): every scan, fresh photos of them at `preset` from the `split`'s seeds, and the labelled phone photos (reported split only)."
     from pokecard.catalog import catalog_from_folder
     from pokecard.data import card_image
     root = site_settings().data_root
@@ -353,10 +371,10 @@ def real_card_inputs(max_queries:int=0, seed:int=0, preset:str="medium") -> dict
     catalog = catalog_from_folder(root/"cards", root/"metadata" if (root/"metadata").is_dir() else None)
     ids = list(catalog.card_id)
     references = [card_image(p[0]) for p in catalog.image_paths]
-    images, query_ids = fresh_photos(references, ids, preset, max_queries, seed, BENCH_PURPOSE + 1)
+    images, query_ids = fresh_photos(references, ids, preset, max_queries, seed, BENCH_SPLITS[split] + 1)
     kinds = ["simulated"] * len(images)
     labels = root/"photos"/"labels.csv"
-    if labels.is_file():
+    if labels.is_file() and split == "report":
         for row in pd.read_csv(labels).itertuples():
             truth = str(row.card_ids).split(";")[0]
             if truth in ids: images.append(query_card_image(str(root/row.path), "real_photo")); query_ids.append(truth); kinds.append("real_photo")
@@ -390,15 +408,16 @@ def build_methods(experiment:Experiment, keys=METHOD_KEYS, orb_features:int=500,
     from pokecard.index import reference_db_dir
     from pokecard.refdb import ReferenceDB
     methods, fixed, log = [], {}, get_logger("bench")
+    heights = experiment.index.reference_heights  # the deployed methods index the references as the run's DB does
     deployed = {"int8", "int8+verify", "int8+keypoints", "fp32"} & set(keys)
     db_thresholds = ReferenceDB.open(reference_db_dir(experiment), checksums="fast").thresholds if deployed else {}
     if deployed and not db_thresholds: log.warning("the reference DB has no thresholds (no validation photos when stage 06 sealed it); choosing them on the queries")
     for key in keys:
         if key in ("int8", "fp32"):
-            methods.append(onnx_method(deployable_model(experiment, key), f"pokecard {key.upper() if key == 'int8' else key} (ONNX)", threads))
+            methods.append(onnx_method(deployable_model(experiment, key), f"pokecard {key.upper() if key == 'int8' else key} (ONNX)", threads, heights))
             if db_thresholds: fixed[methods[-1].name] = db_thresholds
         elif key in ("int8+verify", "int8+keypoints"):
-            methods.append(VerifiedMethod(onnx_method(deployable_model(experiment, "int8"), "pokecard INT8 (ONNX)", threads), db_thresholds or None, hashes=key == "int8+verify"))
+            methods.append(VerifiedMethod(onnx_method(deployable_model(experiment, "int8"), "pokecard INT8 (ONNX)", threads, heights), db_thresholds or None, hashes=key == "int8+verify"))
             if db_thresholds: fixed[methods[-1].name] = db_thresholds
         elif key == "teacher":
             from pokecard.teacher import load_teacher_cache
@@ -494,14 +513,16 @@ def run_bench_presets(experiment:Experiment, # the run whose stage outputs are c
                       presets:list[str], # photo presets, e.g. ["easy", "medium", "hard"]
                       out_dir:Path|None=None, # default outputs/<run>/bench_presets
                       max_queries:int=0, keys=METHOD_KEYS, orb_features:int=500, threads:int=1, progress:bool=True,
-                      real_cards:bool=True # a forged run: the same on the real scans under the data root
+                      real_cards:bool=True, # a forged run: the same on the real scans under the data root
+                      split:str="report" # "report": the photos results are reported on; "validation": other seeds, to choose settings on
                      ) -> dict:
     "Every method on fresh photos at each preset (the same photos for all methods), on the run's cards and on the real cards; bench_presets.md/.json/.csv."
     from pokecard.data import load_data, card_image
     from pokecard.photos import PhotoParams
     for preset in presets: PhotoParams.preset(preset)  # fail early on a bad name
+    if split not in BENCH_SPLITS: raise PokecardError(f"unknown photo split {split!r}; valid: {', '.join(BENCH_SPLITS)}")
     timer, bundle = time.perf_counter(), load_data(experiment)
-    out_dir = Path(out_dir) if out_dir else run_dir(experiment)/"bench_presets"
+    out_dir = Path(out_dir) if out_dir else run_dir(experiment)/("bench_presets" if split == "report" else f"bench_presets_{split}")
     card_ids = list(bundle.catalog.card_id)
     references = [card_image(bundle.paths[c]) for c in card_ids]
     real_wanted = real_cards and experiment.data.source == "forge"
@@ -509,21 +530,23 @@ def run_bench_presets(experiment:Experiment, # the run whose stage outputs are c
     with cpu_threads(threads):
         methods, fixed = build_methods(experiment, keys, orb_features, threads)
         for preset in presets:
-            images, queries = preset_queries(bundle, preset, max_queries, experiment.seed)
+            images, queries = preset_queries(bundle, preset, max_queries, experiment.seed, split)
             forged[preset] = benchmark_methods(methods, references, card_ids, images, list(queries.card_id), list(queries.kind), bundle.names,
                                                set(bundle.splits["heldout"]), fixed, progress)
-            if real_wanted and (cards := real_card_inputs(max_queries, experiment.seed, preset)) is not None:
+            if real_wanted and (cards := real_card_inputs(max_queries, experiment.seed, preset, split)) is not None:
                 real[preset] = benchmark_methods(methods, cards["references"], cards["card_ids"], cards["query_images"], cards["query_ids"], cards["kinds"],
                                                  cards["names"], None, fixed, progress)
     tables = {"run": preset_table(forged), "real_cards": preset_table(real) if real else None}
-    text = (f"### Run `{experiment.run}`, per photo preset\n\n`pokecard bench {experiment.run} --presets {','.join(presets)}"
-            f"{f' --max-queries {max_queries}' if max_queries else ''}`: {len(card_ids)} reference cards; at each preset fresh photos of "
+    heights = experiment.index.reference_heights
+    text = (f"### Run `{experiment.run}`, per photo preset{'' if split == 'report' else f' ({split} photos)'}\n\n`pokecard bench {experiment.run} --presets {','.join(presets)}"
+            f"{f' --max-queries {max_queries}' if max_queries else ''}{'' if split == 'report' else f' --split {split}'}`: {len(card_ids)} reference cards"
+            f"{'' if tuple(heights) == (0,) else f' (pokecard indexes each at heights {list(heights)}, as its DB does)'}; at each preset fresh photos of "
             f"{'every card' if not max_queries else f'{max_queries} cards'} (held-out seeds), the same photos for every method; CPU, {threads} thread(s) per method.\n\n"
             + preset_markdown(tables["run"], presets))
     if real: text += f"\n### Real cards (`data_root`), per photo preset\n\n" + preset_markdown(tables["real_cards"], presets)
     atomic_write_text(out_dir/"bench_presets.md", text)
     with atomic_write(out_dir/"bench_presets.csv", "w") as f: tables["run"].to_csv(f, index=False)
-    atomic_write_json(out_dir/"bench_presets.json", {"run": experiment.run, "presets": list(presets), "max_queries": max_queries, "threads": threads,
+    atomic_write_json(out_dir/"bench_presets.json", {"run": experiment.run, "presets": list(presets), "split": split, "max_queries": max_queries, "threads": threads,
                                                      "rows": tables["run"].to_dict("records"),
                                                      "real_card_rows": None if tables["real_cards"] is None else tables["real_cards"].to_dict("records"),
                                                      "wall_s": round(time.perf_counter() - timer, 1)})
@@ -605,10 +628,13 @@ def bench_main(argv:list[str]|None=None # arguments after `pokecard bench`
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of every method (default 1: per-core latency, the same for all)")
     parser.add_argument("--preset", help="fresh query photos at this photo preset (clean, easy, medium, hard) instead of the run's queries")
     parser.add_argument("--presets", help="comma-separated photo presets (e.g. easy,medium,hard): every method on fresh photos at each, side by side (bench_presets.md)")
+    parser.add_argument("--split", choices=sorted(BENCH_SPLITS), default="report", help="with --presets: the reported photos (default) or validation photos from other seeds, to choose a setting on")
     parser.add_argument("--no-real-cards", action="store_true", help="skip the real-card table of a forged run")
     parser.add_argument("--readme", help=f"also write the tables into this markdown file, between {README_MARKERS[0]} and {README_MARKERS[1]}")
     args = parser.parse_args(argv)
     if args.max_queries < 0: raise PokecardError(f"--max-queries must be >= 0, got {args.max_queries}")
+    if args.split != "report" and not args.presets: raise PokecardError(f"--split {args.split} needs --presets (e.g. --presets easy,medium,hard)")
+    if args.split != "report" and args.readme: raise PokecardError("--readme reports results: use it with the reported photos, not --split validation")
     keys = [k.strip() for k in args.methods.split(",") if k.strip()]
     if not keys: raise PokecardError(f"--methods names no method; valid: {', '.join(METHOD_KEYS)}")
     experiment = load_params(resolve_params_path(args.params))
@@ -623,8 +649,8 @@ def bench_main(argv:list[str]|None=None # arguments after `pokecard bench`
         from pokecard.photos import PhotoParams
         presets = [p.strip() for p in args.presets.split(",") if p.strip()]
         for preset in presets: PhotoParams.preset(preset)
-        out_dir = Path(args.out) if args.out else run_dir(experiment)/"bench_presets"
-        run_bench_presets(experiment, presets, out_dir, args.max_queries, keys, args.orb_features, args.threads, real_cards=not args.no_real_cards)
+        out_dir = Path(args.out) if args.out else run_dir(experiment)/("bench_presets" if args.split == "report" else f"bench_presets_{args.split}")
+        run_bench_presets(experiment, presets, out_dir, args.max_queries, keys, args.orb_features, args.threads, real_cards=not args.no_real_cards, split=args.split)
         text = (out_dir/"bench_presets.md").read_text(encoding="utf-8")
         print(text)
         if args.readme: update_readme(args.readme, text)

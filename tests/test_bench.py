@@ -177,6 +177,24 @@ def test_bench_cli_fresh_photos_at_a_preset(tmp_path, capsys):
     assert "unknown photo preset 'blurry'; valid: clean, easy, medium, hard" in capsys.readouterr().err
 
 
+def test_bench_cli_validation_split(tmp_path, capsys):
+    "`--split validation` benchmarks other photos of the same cards (their own seeds, no phone photos) into their own folder; it needs --presets and is never written to a README."
+    from pokecard.cli import main
+    assert main(["bench", "ci", "--split", "validation"]) == 2
+    assert "--split validation needs --presets" in capsys.readouterr().err
+    assert main(["bench", "ci", "--split", "validation", "--presets", "hard", "--readme", str(tmp_path/"R.md")]) == 2
+    assert "--readme reports results" in capsys.readouterr().err
+    if not (ROOT/"outputs"/"ci").is_dir() or _ci_ready() is None:
+        pytest.skip("outputs/ci is missing or stale; run `pokecard run ci` first")
+    args = ["--max-queries", "4", "--methods", "int8,phash8", "--presets", "hard", "--no-real-cards"]
+    assert main(["bench", "ci", "--out", str(tmp_path/"report"), *args]) == 0
+    assert main(["bench", "ci", "--out", str(tmp_path/"validation"), "--split", "validation", *args]) == 0
+    report, validation = (json.loads((tmp_path/split/"bench_presets.json").read_text()) for split in ("report", "validation"))
+    assert (report["split"], validation["split"]) == ("report", "validation")
+    assert "(validation photos)" in (tmp_path/"validation"/"bench_presets.md").read_text()
+    assert [r["method"] for r in report["rows"]] == [r["method"] for r in validation["rows"]]
+
+
 def test_readme_script_never_overwrites_a_hand_written_readme(tmp_path):
     "`make readme` replaces only a README it wrote (its first line names the notebook); a hand-written one is refused, and kept."
     import shutil, subprocess, sys
