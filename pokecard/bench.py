@@ -17,7 +17,7 @@ from .params import Experiment
 from .stages import run_dir
 from .images import load_image, rgb_array, to_model_input
 from .data import query_card_image
-from .index import check_heights, reference_view
+from .index import check_heights, reference_views
 from .metrics import rank_cards, ranking_metrics
 from .decision import choose_thresholds, decide, decide_many, open_set_stats
 
@@ -135,8 +135,7 @@ class EmbeddingMethod(Method):
         "The images that become rows (each reference at each height; one no taller than a height gives no extra row) and the reference each row belongs to."
         rows, owners = [], []
         for i, image in enumerate(reference_images):
-            image = Image.fromarray(rgb_array(image))
-            views = list({view.size: view for view in (reference_view(image, h) for h in self.heights)}.values())
+            views = reference_views(Image.fromarray(rgb_array(image)), self.heights)
             rows += views; owners += [i] * len(views)
         return rows, np.asarray(owners)
     def _fit(self, reference_images):
@@ -145,8 +144,7 @@ class EmbeddingMethod(Method):
         self.first_rows = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])  # each card's rows are together
         self.index_bytes = int(self.references.shape[0] * self.references.shape[1] * 2)
     def _scores(self, query_image):
-        similarities = self.references @ self._unit([query_image])[0]
-        return similarities if len(similarities) == len(self.first_rows) else np.maximum.reduceat(similarities, self.first_rows)
+        return np.maximum.reduceat(self.references @ self._unit([query_image])[0], self.first_rows)
 
 def onnx_method(model_path:Path, # an .onnx with the image -> embedding contract (pokecard.export)
                 name:str,        # shown in the table

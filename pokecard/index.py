@@ -21,11 +21,11 @@ from .cardhash import CARD_HASHES_FILE, card_hash
 from .learned_finder import FINDER_FILE, check_finder_model
 
 # %% auto #0
-__all__ = ['PREPROCESSING', 'MODEL_KINDS', 'VALIDATION_EMBEDDINGS', 'card_crop', 'reference_view', 'EmbeddedCards', 'embed_cards',
-           'check_heights', 'card_metadata', 'model_info', 'preprocessing_for', 'ReferenceFeatures',
-           'build_reference_db', 'finder_extra', 'set_finder', 'keypoint_report', 'default_model', 'scans_and_metadata',
-           'run_thresholds', 'check_out_folder', 'index_main', 'search_report', 'seal_thresholds', 'build_index',
-           'reference_db_dir']
+__all__ = ['PREPROCESSING', 'MODEL_KINDS', 'VALIDATION_EMBEDDINGS', 'card_crop', 'reference_view', 'reference_views',
+           'EmbeddedCards', 'embed_cards', 'check_heights', 'card_metadata', 'model_info', 'preprocessing_for',
+           'ReferenceFeatures', 'build_reference_db', 'finder_extra', 'set_finder', 'keypoint_report', 'default_model',
+           'scans_and_metadata', 'run_thresholds', 'check_out_folder', 'index_main', 'search_report', 'seal_thresholds',
+           'build_index', 'reference_db_dir']
 
 # %% ../nbs/06_index.ipynb #468c0916
 PREPROCESSING = {"fn": "pokecard.images.to_model_input", "size": 224, "resample": "bilinear"}
@@ -45,6 +45,10 @@ def reference_view(card, # a card image: PIL image or uint8 RGB array
     image = card if isinstance(card, Image.Image) else Image.fromarray(np.asarray(card))
     if not height or image.height <= height: return image
     return image.resize((max(1, round(image.width*height/image.height)), int(height)), Image.Resampling.BOX)
+
+def reference_views(card, heights=(0,)) -> list:
+    "The card's distinct `reference_view`s at `heights`, in their order: one row each (a card no taller than a height gives no extra view)."
+    return list({view.size: view for view in (reference_view(card, h) for h in heights)}.values())
 
 class EmbeddedCards:
     "What `embed_cards` made: one embedding row per image used, the card and file of each row, and the files skipped with why."
@@ -74,11 +78,7 @@ def embed_cards(model_path:Path, # an ONNX embedder: uint8 NHWC image -> embeddi
                 log_skipped(path, error.reason); skipped.append((path, error.reason)); continue
             card = card_crop(image) if find_card else image
             if on_card is not None: on_card(card_id, path, card)
-            views = dict.fromkeys(reference_view(card, h).size for h in heights)  # a scan no taller than a height gives no second row
-            for h in heights:
-                view = reference_view(card, h)
-                if view.size not in views: continue
-                del views[view.size]
+            for view in reference_views(card, heights):
                 batch.append(to_model_input(view, size)); card_ids.append(card_id); paths.append(path)
                 if len(batch) == batch_size: run_batch()
             if not every_image: break
